@@ -162,7 +162,7 @@ def _write_inventory(hosts: list[Host], key: Path) -> Path:
                 "ansible_ssh_private_key_file": str(key),
                 "ansible_python_interpreter": SYSTEM_PYTHON,
                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-                "grove_registry_mirrors": {"docker.io": [f"http://{layout.registry_address()}"]},
+                "containerd_registry_mirrors": {"docker.io": [f"http://{layout.registry_address()}"]},
                 "grove_testbed": True,
             },
             "children": clusters,

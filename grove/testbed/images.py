@@ -5,7 +5,7 @@ No registry on the internet is reachable, so the images that the seed names
 installed Debian binaries plus the ELF libraries they need, packed into OCI layouts with umoci,
 and pushed to the test bed's own registry, which containerd reaches through a docker.io mirror.
 
-Builds are reproducible (fixed timestamps, sorted content, root ownership), so the same inputs
+Builds are reproducible (fixed timestamps, sorted content, fixed ownership), so the same inputs
 always give the same manifest digest, and they are cached under a key made of everything that
 goes into the image.
 """
@@ -86,7 +86,7 @@ class ImageSpec:
     executables: tuple[str, ...]  # host ELF binaries, copied to the same path with their libraries
     files: tuple[tuple[str, str], ...] = ()  # (path in image, host path)
     generated: tuple[tuple[str, str], ...] = ()  # (path in image, text)
-    dirs: tuple[tuple[str, int], ...] = ()  # (path in image, mode)
+    dirs: tuple[tuple[str, int, int], ...] = ()  # (path in image, mode, owner uid and gid)
     cmd: tuple[str, ...] = ("sh",)
     env: tuple[str, ...] = (PATH_ENV,)
     exposed_ports: tuple[str, ...] = ()
@@ -144,12 +144,13 @@ http {
 }
 """
 
-_PASSWD = """\
+WWW_DATA = 33
+_USERS = """\
 root:x:0:0:root:/root:/bin/sh
 www-data:x:33:33:www-data:/var/www:/bin/false
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
 """
-_GROUP = """\
+_GROUPS = """\
 root:x:0:
 www-data:x:33:
 nogroup:x:65534:
@@ -170,14 +171,15 @@ IMAGES: dict[str, ImageSpec] = {
         ),
         generated=(("/etc/nginx/nginx.conf", NGINX_CONF),),
         dirs=(
-            ("/var/log/nginx", 0o755),
-            ("/var/lib/nginx", 0o755),
-            ("/var/lib/nginx/body", 0o700),
-            ("/var/lib/nginx/fastcgi", 0o700),
-            ("/var/lib/nginx/proxy", 0o700),
-            ("/var/lib/nginx/scgi", 0o700),
-            ("/var/lib/nginx/uwsgi", 0o700),
-            ("/var/www", 0o755),
+            ("/var/log/nginx", 0o755, 0),
+            ("/var/lib/nginx", 0o755, 0),
+            # Owned by the worker user already, so the master needs no CAP_CHOWN at start.
+            ("/var/lib/nginx/body", 0o700, WWW_DATA),
+            ("/var/lib/nginx/fastcgi", 0o700, WWW_DATA),
+            ("/var/lib/nginx/proxy", 0o700, WWW_DATA),
+            ("/var/lib/nginx/scgi", 0o700, WWW_DATA),
+            ("/var/lib/nginx/uwsgi", 0o700, WWW_DATA),
+            ("/var/www", 0o755, 0),
         ),
         cmd=("nginx", "-g", "daemon off;"),
         exposed_ports=("80/tcp",),
@@ -252,6 +254,7 @@ class _Entry:
     path: str  # absolute path in the image, merged-/usr canonical
     kind: str  # "dir" | "file" | "symlink"
     mode: int = 0o755
+    owner: int = 0  # uid and gid
     source: str | None = None
     data: bytes | None = None
     target: str | None = None
@@ -297,17 +300,17 @@ def _base_entries() -> list[_Entry]:
     entries = [_Entry(f"/{d}", "symlink", 0o777, target=f"usr/{d}") for d in _MERGED_USR]
     entries += [
         _Entry("/usr/bin/busybox", "file", 0o755, source=BUSYBOX),
-        _Entry("/etc/passwd", "file", 0o644, data=_PASSWD.encode()),
-        _Entry("/etc/group", "file", 0o644, data=_GROUP.encode()),
+        _Entry("/etc/passwd", "file", 0o644, data=_USERS.encode()),
+        _Entry("/etc/group", "file", 0o644, data=_GROUPS.encode()),
         _Entry("/etc/nsswitch.conf", "file", 0o644, data=_NSSWITCH.encode()),
         _Entry("/etc/hosts", "file", 0o644, data=_HOSTS.encode()),
-        _Entry("/tmp", "dir", 0o1777),
+        _Entry("/tmp", "dir", 0o1777),  # noqa: S108 - a path inside the image
         _Entry("/root", "dir", 0o700),
         _Entry("/run", "dir", 0o755),
         _Entry("/proc", "dir", 0o555),
         _Entry("/sys", "dir", 0o555),
         _Entry("/dev", "dir", 0o755),
-        _Entry("/var/tmp", "dir", 0o1777),
+        _Entry("/var/tmp", "dir", 0o1777),  # noqa: S108 - a path inside the image
     ]
     return entries
 
@@ -333,8 +336,8 @@ def plan(spec: ImageSpec) -> list[_Entry]:
         add(_Entry(_canonical(dest), "file", 0o644, source=src))
     for dest, text in spec.generated:
         add(_Entry(_canonical(dest), "file", 0o644, data=text.encode()))
-    for dest, mode in spec.dirs:
-        add(_Entry(_canonical(dest), "dir", mode))
+    for dest, mode, owner in spec.dirs:
+        add(_Entry(_canonical(dest), "dir", mode, owner))
     for applet in _busybox_applets():
         path = f"/usr/bin/{applet}"
         if path not in by_path and f"/usr/sbin/{applet}" not in by_path:
@@ -360,7 +363,7 @@ def cache_key(spec: ImageSpec, entries: list[_Entry], arch: str) -> str:
     h.update(json.dumps(head, sort_keys=True).encode())
     for e in entries:
         digest = hashlib.sha256(e.content()).hexdigest() if e.kind == "file" else ""
-        h.update(f"\n{e.kind}\t{e.path}\t{e.mode:o}\t{e.target or ''}\t{digest}".encode())
+        h.update(f"\n{e.kind}\t{e.path}\t{e.mode:o}\t{e.owner}\t{e.target or ''}\t{digest}".encode())
     return h.hexdigest()
 
 
@@ -379,17 +382,16 @@ def _materialise(rootfs: Path, entries: list[_Entry]) -> None:
             else:
                 dest.write_bytes(e.content())
             os.chmod(dest, e.mode)
-    _normalise(rootfs)
+        os.lchown(dest, e.owner, e.owner)
+    _normalise_times(rootfs)
 
 
-def _normalise(rootfs: Path) -> None:
-    # Ownership and times are the only metadata that differ between two runs on one machine.
+def _normalise_times(rootfs: Path) -> None:
+    # Bottom-up, because creating a child bumps its parent's mtime.
     for dirpath, dirnames, filenames in os.walk(rootfs, topdown=False):
         for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            os.lchown(p, 0, 0)
-            os.utime(p, (EPOCH, EPOCH), follow_symlinks=False)
-    os.chmod(rootfs, 0o755)
+            os.utime(os.path.join(dirpath, name), (EPOCH, EPOCH), follow_symlinks=False)
+    os.chmod(rootfs, 0o755)  # noqa: S103 - the image's / must be readable by its non-root users
     os.utime(rootfs, (EPOCH, EPOCH))
 
 
@@ -463,6 +465,12 @@ def _load_cached(entry_dir: Path) -> BuiltImage | None:
     if not meta.is_file():
         return None
     d = json.loads(meta.read_text())
+    blob = entry_dir / "oci" / "blobs" / "sha256" / d["digest"].split(":", 1)[1]
+    if not blob.is_file():
+        # Someone pruned the layout by hand: treat as absent and rebuild in its place.
+        log.warning("image %s: cache entry %s lacks its manifest, rebuilding", d["name"], entry_dir)
+        shutil.rmtree(entry_dir, ignore_errors=True)
+        return None
     return BuiltImage(
         name=d["name"],
         layout_dir=entry_dir / "oci",
@@ -487,21 +495,28 @@ def build_image(spec: ImageSpec, cache_dir: Path | str = DEFAULT_CACHE_DIR) -> B
         with _locked(cache / f".{spec.name}.lock"):
             cached = _load_cached(entry_dir)
             if cached is None:
-                return _build_into_cache(spec, entries, arch, cache, entry_dir, started)
+                return _build_into_cache(
+                    spec, entries, arch=arch, cache=cache, entry_dir=entry_dir, started=started
+                )
     log.info("image %s: cache hit %s (%s) in %.2fs", spec.name, cached.digest, entry_dir, _since(started))
     return cached
 
 
 def _build_into_cache(
-    spec: ImageSpec, entries: list[_Entry], arch: str, cache: Path, entry_dir: Path, started: float
+    spec: ImageSpec, entries: list[_Entry], *, arch: str, cache: Path, entry_dir: Path, started: float
 ) -> BuiltImage:
     log.info("image %s: building %d paths into %s", spec.name, len(entries), entry_dir)
+    # Work dirs of builders that were killed; a live builder of this image would hold our lock.
+    for leftover in cache.glob(f".{spec.name}-build-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=f".{spec.name}-build-", dir=cache))
     try:
         layout = _build_layout(spec, entries, arch, work)
         digest = manifest_digest(layout, spec.tag)
         meta = {"name": spec.name, "tag": spec.tag, "digest": digest, "reference": spec.reference}
         (work / "built.json").write_text(json.dumps(meta, indent=2) + "\n")
+        # Left over from a hand-pruned entry; nobody else writes here while we hold the lock.
+        shutil.rmtree(entry_dir, ignore_errors=True)
         # The rename publishes the finished entry in one step: a reader sees all or nothing.
         os.rename(work, entry_dir)
     except BaseException:

@@ -80,7 +80,7 @@ class Microservice:
     virtualization: str = SUPPORTED_VIRTUALIZATION
     application_name: str = ""
     application_namespace: str = ""
-    microserviceID: str = ""  # noqa: N815 - Oakestra's field name
+    microserviceID: str = ""  # Oakestra's field name
     cmd: list[str] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
     environment: list[str] = field(default_factory=list)
@@ -180,7 +180,7 @@ class Microservice:
 class Application:
     application_name: str
     application_namespace: str
-    applicationID: str = ""  # noqa: N815 - Oakestra's field name
+    applicationID: str = ""  # Oakestra's field name
     application_desc: str = ""
     microservices: list[Microservice] = field(default_factory=list)
 
@@ -188,7 +188,7 @@ class Application:
 @dataclass
 class Descriptor:
     sla_version: str
-    customerID: str  # noqa: N815 - Oakestra's field name
+    customerID: str  # Oakestra's field name
     applications: list[Application] = field(default_factory=list)
 
     def microservices(self) -> list[Microservice]:
@@ -244,12 +244,9 @@ def _parse_port_entry(entry: str) -> tuple[PortMapping | None, str]:
     parts = spec.split(":")
     if len(parts) > 2:
         return None, "expected hostport:containerport[/tcp|udp] or a single port"
-    numbers = [_port_number(part) for part in parts]
-    if any(number is None for number in numbers):
+    host, container = _port_number(parts[0]), _port_number(parts[-1])
+    if host is None or container is None:
         return None, "ports must be whole numbers from 1 to 65535"
-    host = numbers[0]
-    container = numbers[-1]
-    assert host is not None and container is not None  # for type checkers: checked just above
     return PortMapping(host, container, protocol), ""
 
 
@@ -328,10 +325,11 @@ def _check_bool(errors: _Collector, path: str, value: object) -> None:
         errors.add(path, f"must be true or false, not {_type_name(value)}")
 
 
-def _check_string_list(errors: _Collector, path: str, value: object) -> bool:
+def _check_string_list(errors: _Collector, path: str, value: object) -> list[str] | None:
+    """Return the list when every item is a usable string, else None."""
     if not isinstance(value, list):
         errors.add(path, f"must be a list of strings, not {_type_name(value)}")
-        return False
+        return None
     valid = True
     for index, item in enumerate(value):
         if not isinstance(item, str):
@@ -341,14 +339,12 @@ def _check_string_list(errors: _Collector, path: str, value: object) -> bool:
             # argv and environ entries are C strings: a NUL would silently truncate them.
             errors.add(f"{path}[{index}]", "must not contain a NUL character")
             valid = False
-    return valid
+    return value if valid else None
 
 
 def _check_environment(errors: _Collector, path: str, value: object) -> None:
-    if not _check_string_list(errors, path, value):
-        return
-    assert isinstance(value, list)
-    for index, entry in enumerate(value):
+    entries = _check_string_list(errors, path, value)
+    for index, entry in enumerate(entries or []):
         name, has_equals, _ = entry.partition("=")
         if not has_equals or not ENV_NAME_PATTERN.fullmatch(name):
             errors.add(
@@ -494,17 +490,17 @@ def _check_microservice(errors: _Collector, path: str, data: object) -> None:
             check(errors, _join(path, key), data[key])
 
 
-def _name_key(data: dict, first: str, second: str) -> tuple[str, str] | None:
-    a, b = data.get(first), data.get(second)
+def _name_key(data: dict, keys: tuple[str, str]) -> tuple[str, str] | None:
+    a, b = data.get(keys[0]), data.get(keys[1])
     if isinstance(a, str) and isinstance(b, str) and NAME_PATTERN.fullmatch(a) and NAME_PATTERN.fullmatch(b):
         return a, b
     return None
 
 
-def _check_duplicates(errors: _Collector, path: str, items: list, first: str, second: str, what: str) -> None:
+def _check_duplicates(errors: _Collector, path: str, items: list, keys: tuple[str, str], what: str) -> None:
     seen: dict[tuple[str, str], int] = {}
     for index, item in enumerate(items):
-        key = _name_key(item, first, second) if isinstance(item, dict) else None
+        key = _name_key(item, keys) if isinstance(item, dict) else None
         if key is None:
             continue
         if key in seen:
@@ -536,7 +532,7 @@ def _check_application(errors: _Collector, path: str, data: object) -> None:
     for index, service in enumerate(services):
         _check_microservice(errors, f"{services_path}[{index}]", service)
     _check_duplicates(
-        errors, services_path, services, "microservice_name", "microservice_namespace", "microservice"
+        errors, services_path, services, ("microservice_name", "microservice_namespace"), "microservice"
     )
 
 
@@ -585,7 +581,7 @@ def validate_descriptor(data: object) -> list[FieldError]:
     for index, application in enumerate(applications):
         _check_application(errors, f"applications[{index}]", application)
     _check_duplicates(
-        errors, "applications", applications, "application_name", "application_namespace", "application"
+        errors, "applications", applications, ("application_name", "application_namespace"), "application"
     )
     _check_unique_rr_ips(errors, applications)
     return errors.errors
@@ -642,9 +638,8 @@ def _build_application(data: dict) -> Application:
 def parse_descriptor(data: object) -> Descriptor:
     """Validated, typed descriptor; raises DescriptorError listing every problem."""
     errors = validate_descriptor(data)
-    if errors:
+    if errors or not isinstance(data, dict):
         raise DescriptorError(errors)
-    assert isinstance(data, dict)
     return Descriptor(
         sla_version=data["sla_version"],
         customerID=data["customerID"],

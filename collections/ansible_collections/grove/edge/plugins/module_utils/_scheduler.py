@@ -1,0 +1,552 @@
+# Copyright: Grove developers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Two-level placement of service instances onto clusters and workers, like Oakestra's.
+
+The root level picks a cluster from its aggregated free resources, the cluster level picks a
+worker. Unlike Oakestra, a cluster whose workers all turn out to be unsuitable is not the end:
+the next cluster in rank order is tried. Pure function of its input (stdlib only): the same
+input, in whatever dict order, gives the same result.
+"""
+
+from __future__ import annotations
+
+import math
+
+STRATEGIES = ("spread", "pack")
+SCHEDULED = "NODE_SCHEDULED"
+TARGET_CLUSTER_NOT_FOUND = "TargetClusterNotFound"
+TARGET_CLUSTER_NOT_ACTIVE = "TargetClusterNotActive"
+TARGET_CLUSTER_NO_CAPACITY = "TargetClusterNoCapacity"
+NO_ACTIVE_CLUSTER_WITH_CAPACITY = "NoActiveClusterWithCapacity"
+NO_WORKER_CAPACITY = "NO_WORKER_CAPACITY"
+NO_QUALIFIED_WORKER_FOUND = "NO_QUALIFIED_WORKER_FOUND"
+
+# Instances in these states hold no resources on their worker.
+RELEASED_STATUSES = frozenset({"DEAD", "COMPLETED", "FAILED", "UNDEPLOYED"})
+# A dead or failed instance is restarted where it is if it still fits there, else moved.
+RESTARTABLE_STATUSES = frozenset({"DEAD", "FAILED"})
+ARCHITECTURE_ALIASES = {
+    "x86_64": "amd64",
+    "x64": "amd64",
+    "aarch64": "arm64",
+    "armv8": "arm64",
+    "armv7l": "arm",
+    "armhf": "arm",
+}
+MILLI = 1000
+
+
+class SchedulerInputError(ValueError):
+    """The service requests or the cluster facts are malformed."""
+
+
+def _architecture(value: str) -> str:
+    value = value.strip().lower()
+    return ARCHITECTURE_ALIASES.get(value, value)
+
+
+def _number(value: object, path: str, default: float = 0) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SchedulerInputError(f"{path}: must be a number, not {value!r}")
+    return value
+
+
+def _millicores(value: float) -> int:
+    # Integer millicores keep sums exact (0.1 + 0.2 vcpus must equal 0.3).
+    return round(value * MILLI)
+
+
+def _port_key(value: object, path: str) -> tuple[int, str]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, "tcp"
+    if isinstance(value, str):
+        number, _, protocol = value.partition("/")
+        if number.strip().isdigit():
+            return int(number), (protocol.strip().lower() or "tcp")
+    raise SchedulerInputError(f"{path}: host ports look like 8080/tcp or 53/udp, not {value!r}")
+
+
+def _host_ports(values: object, path: str) -> frozenset[tuple[int, str]]:
+    if values is None:
+        return frozenset()
+    if not isinstance(values, list):
+        raise SchedulerInputError(f"{path}: must be a list")
+    return frozenset(_port_key(value, f"{path}[{index}]") for index, value in enumerate(values))
+
+
+def _format_cpu(millicores: int) -> str:
+    millicores = max(millicores, 0)
+    if millicores % MILLI == 0:
+        return str(millicores // MILLI)
+    return f"{millicores / MILLI:g}"
+
+
+class _Resources:
+    """Free (or requested) capacity: vcpus in millicores, memory and storage in MB, GPU count."""
+
+    __slots__ = ("cpu", "disk", "gpu", "memory")
+
+    def __init__(self, cpu: int = 0, memory: float = 0, gpu: float = 0, disk: float = 0) -> None:
+        self.cpu = cpu
+        self.memory = memory
+        self.gpu = gpu
+        self.disk = disk
+
+    def fits(self, need: _Resources) -> bool:
+        return (
+            need.cpu <= self.cpu
+            and need.memory <= self.memory
+            and need.gpu <= self.gpu
+            and need.disk <= self.disk
+        )
+
+    def shortfalls(self, need: _Resources) -> list[str]:
+        problems = []
+        if need.cpu > self.cpu:
+            problems.append(f"needs {_format_cpu(need.cpu)} vcpus, {_format_cpu(self.cpu)} free")
+        if need.memory > self.memory:
+            problems.append(f"needs {need.memory:g} MB memory, {max(self.memory, 0):g} MB free")
+        if need.gpu > self.gpu:
+            problems.append(f"needs {need.gpu:g} vgpus, {max(self.gpu, 0):g} free")
+        if need.disk > self.disk:
+            problems.append(f"needs {need.disk:g} MB storage, {max(self.disk, 0):g} MB free")
+        return problems
+
+    def take(self, need: _Resources) -> None:
+        self.cpu -= need.cpu
+        self.memory -= need.memory
+        self.gpu -= need.gpu
+        self.disk -= need.disk
+
+    def rank_after(self, need: _Resources) -> tuple:
+        return (
+            self.cpu - need.cpu,
+            self.memory - need.memory,
+            self.gpu - need.gpu,
+            self.disk - need.disk,
+        )
+
+
+class _Worker:
+    __slots__ = (
+        "architecture",
+        "cluster",
+        "free",
+        "instance_count",
+        "key",
+        "name",
+        "ports",
+        "reachable",
+        "runtimes",
+        "service_counts",
+    )
+
+    def __init__(self, cluster: str, name: str, node: object) -> None:
+        path = f"clusters.{cluster}.workers.{name}"
+        if not isinstance(node, dict):
+            raise SchedulerInputError(f"{path}: must be the node_info facts (a dict)")
+        self.cluster = cluster
+        self.name = name
+        self.key = f"{cluster}/{name}"
+        self.reachable = node.get("reachable", True) is True
+        self.architecture = _architecture(str(node.get("architecture") or ""))
+        runtimes = node.get("runtimes") or []
+        if not isinstance(runtimes, list):
+            raise SchedulerInputError(f"{path}.runtimes: must be a list")
+        self.runtimes = frozenset(str(runtime) for runtime in runtimes)
+        gpus = node.get("gpus") or []
+        gpu_count = len(gpus) if isinstance(gpus, list) else _number(gpus, f"{path}.gpus")
+        disk_free = _number(node.get("disk_free_mb"), f"{path}.disk_free_mb")
+        self.free = _Resources(
+            cpu=_millicores(_number(node.get("vcpus"), f"{path}.vcpus")),
+            memory=_number(node.get("memory_mb"), f"{path}.memory_mb"),
+            gpu=gpu_count,
+            # Without a disk total, the requests of the instances already there come off the
+            # measured free space: counting what they wrote twice errs on the safe side.
+            disk=_number(node.get("disk_mb"), f"{path}.disk_mb", default=disk_free),
+        )
+        self.ports: set[tuple[int, str]] = set()
+        self.service_counts: dict[str, int] = {}
+        self.instance_count = 0
+        self._count_instances(node.get("instances") or [], f"{path}.instances")
+        # Reservations bound what the instances may use; the measurements also see everything
+        # else on the host. Trust whichever leaves less.
+        memory_free = node.get("memory_free_mb")
+        if memory_free is not None:
+            self.free.memory = min(self.free.memory, _number(memory_free, f"{path}.memory_free_mb"))
+        if node.get("disk_mb") is not None:
+            self.free.disk = min(self.free.disk, disk_free)
+
+    def _count_instances(self, instances: object, path: str) -> None:
+        if not isinstance(instances, list):
+            raise SchedulerInputError(f"{path}: must be a list")
+        for index, record in enumerate(instances):
+            item_path = f"{path}[{index}]"
+            if not isinstance(record, dict):
+                raise SchedulerInputError(f"{item_path}: must be a dict")
+            if str(record.get("status", "")).upper() in RELEASED_STATUSES:
+                continue
+            self.free.take(_requested(record.get("resources") or {}, f"{item_path}.resources"))
+            self.ports.update(_host_ports(record.get("host_ports"), f"{item_path}.host_ports"))
+            service = _record_identity(record, item_path)[0]
+            self.service_counts[service] = self.service_counts.get(service, 0) + 1
+            self.instance_count += 1
+
+    def place(self, need: _Resources, service: str, ports: frozenset[tuple[int, str]]) -> None:
+        self.free.take(need)
+        self.ports.update(ports)
+        self.service_counts[service] = self.service_counts.get(service, 0) + 1
+        self.instance_count += 1
+
+
+class _Cluster:
+    __slots__ = ("aggregate", "instance_count", "name", "workers")
+
+    def __init__(self, name: str, workers: list[_Worker]) -> None:
+        self.name = name
+        self.workers = workers
+        self.aggregate = _Resources()
+        self.instance_count = 0
+        for worker in workers:
+            if worker.reachable:
+                free = worker.free
+                self.aggregate.cpu += max(free.cpu, 0)
+                self.aggregate.memory += max(free.memory, 0)
+                self.aggregate.gpu += max(free.gpu, 0)
+                self.aggregate.disk += max(free.disk, 0)
+                self.instance_count += worker.instance_count
+
+    @property
+    def active(self) -> bool:
+        return any(worker.reachable for worker in self.workers)
+
+    def account(self, worker: _Worker, need: _Resources) -> None:
+        # The aggregate counts each worker's free resources only down to zero, so take exactly the
+        # part of `need` that came out of positive free capacity.
+        free = worker.free
+        self.aggregate.take(
+            _Resources(
+                cpu=max(free.cpu, 0) - max(free.cpu - need.cpu, 0),
+                memory=max(free.memory, 0) - max(free.memory - need.memory, 0),
+                gpu=max(free.gpu, 0) - max(free.gpu - need.gpu, 0),
+                disk=max(free.disk, 0) - max(free.disk - need.disk, 0),
+            )
+        )
+        self.instance_count += 1
+
+
+def _requested(resources: object, path: str) -> _Resources:
+    if not isinstance(resources, dict):
+        raise SchedulerInputError(f"{path}: must be a dict")
+    return _Resources(
+        cpu=_millicores(_number(resources.get("vcpus"), f"{path}.vcpus")),
+        memory=_number(resources.get("memory"), f"{path}.memory"),
+        gpu=_number(resources.get("vgpus"), f"{path}.vgpus"),
+        disk=_number(resources.get("storage"), f"{path}.storage"),
+    )
+
+
+def _record_identity(record: dict, path: str) -> tuple[str, int]:
+    service = record.get("service")
+    number = record.get("instance_number")
+    if (not isinstance(service, str) or not isinstance(number, int)) and isinstance(record.get("id"), str):
+        # `app.appns.svc.svcns.instance.N` is the container name, so it identifies the instance too.
+        prefix, _, suffix = record["id"].rpartition(".instance.")
+        if prefix and suffix.isdigit():
+            service, number = prefix, int(suffix)
+    if not isinstance(service, str) or isinstance(number, bool) or not isinstance(number, int):
+        raise SchedulerInputError(f"{path}: needs `service` and `instance_number` (or an `id`)")
+    return service, number
+
+
+class _Request:
+    __slots__ = (
+        "architecture",
+        "cluster",
+        "instance_numbers",
+        "need",
+        "nodes",
+        "ports",
+        "qualified",
+        "service",
+        "virtualization",
+    )
+
+    def __init__(self, data: object, index: int) -> None:
+        path = f"services[{index}]"
+        if not isinstance(data, dict):
+            raise SchedulerInputError(f"{path}: must be a dict")
+        service = data.get("service")
+        if not isinstance(service, str) or not service:
+            raise SchedulerInputError(f"{path}.service: must be the fully qualified service name")
+        self.service = service
+        requirements = data.get("requirements") or {}
+        self.need = _requested(requirements, f"{path}.requirements")
+        if min(self.need.cpu, self.need.memory, self.need.gpu, self.need.disk) < 0:
+            raise SchedulerInputError(f"{path}.requirements: resources must not be negative")
+        self.virtualization = str(requirements.get("virtualization") or "container")
+        self.architecture = _architecture(str(requirements.get("architecture") or ""))
+        numbers = data.get("instance_numbers", [0])
+        if not isinstance(numbers, list) or not all(
+            isinstance(number, int) and not isinstance(number, bool) and number >= 0 for number in numbers
+        ):
+            raise SchedulerInputError(f"{path}.instance_numbers: must be a list of non-negative integers")
+        self.instance_numbers = sorted(set(numbers))
+        self.ports = _host_ports(data.get("host_ports"), f"{path}.host_ports")
+        self.cluster = ""
+        self.nodes: frozenset[str] | None = None
+        self.qualified: dict[str, list[_Worker]] = {}
+        self._read_constraints(data.get("constraints") or [], f"{path}.constraints")
+
+    def _read_constraints(self, constraints: object, path: str) -> None:
+        if not isinstance(constraints, list):
+            raise SchedulerInputError(f"{path}: must be a list")
+        for index, constraint in enumerate(constraints):
+            item_path = f"{path}[{index}]"
+            if not isinstance(constraint, dict) or constraint.get("type") != "direct":
+                raise SchedulerInputError(f"{item_path}: only `direct` constraints are supported")
+            cluster = constraint.get("cluster") or ""
+            node = constraint.get("node") or ""
+            if not isinstance(cluster, str) or not isinstance(node, str):
+                raise SchedulerInputError(f"{item_path}: `cluster` and `node` must be strings")
+            if cluster:
+                self.cluster = cluster
+            names = frozenset(name.strip() for name in node.split(";") if name.strip())
+            if names:
+                self.nodes = names if self.nodes is None else self.nodes & names
+
+    def allows(self, worker: _Worker) -> bool:
+        if self.cluster and worker.cluster != self.cluster:
+            return False
+        return self.nodes is None or worker.name in self.nodes
+
+    def kind_problem(self, worker: _Worker) -> str:
+        """Why the worker can never host this service, whatever its load ("" if it can)."""
+        if not worker.reachable:
+            return "unreachable"
+        if self.nodes is not None and worker.name not in self.nodes:
+            return "not in the direct constraint's node list"
+        if self.virtualization not in worker.runtimes:
+            offered = ", ".join(sorted(worker.runtimes)) or "none"
+            return f"no {self.virtualization!r} runtime (has: {offered})"
+        if self.architecture and worker.architecture != self.architecture:
+            return f"architecture {worker.architecture or 'unknown'}, needs {self.architecture}"
+        return ""
+
+    def qualified_workers(self, cluster: _Cluster) -> list[_Worker]:
+        workers = self.qualified.get(cluster.name)
+        if workers is None:
+            workers = [worker for worker in cluster.workers if not self.kind_problem(worker)]
+            self.qualified[cluster.name] = workers
+        return workers
+
+    def load_problems(self, worker: _Worker) -> list[str]:
+        problems = worker.free.shortfalls(self.need)
+        taken = sorted(self.ports & worker.ports)
+        if taken:
+            listed = ", ".join(f"{port}/{protocol}" for port, protocol in taken)
+            problems.append(f"host port {listed} already in use")
+        return problems
+
+
+def _rank(strategy: str, free: _Resources, need: _Resources, *, replicas: int, instances: int, name: str):
+    after = free.rank_after(need)
+    if strategy == "spread":
+        # Most free vcpus, then memory; among equals the one running fewest replicas and instances.
+        return (-after[0], -after[1], replicas, instances, -after[2], -after[3], name)
+    # Best fit: the least that still fits, so big workers stay free for big services.
+    return (*after, name)
+
+
+class _Placer:
+    def __init__(self, clusters: object, strategy: str) -> None:
+        if strategy not in STRATEGIES:
+            raise SchedulerInputError(f"strategy: must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        if not isinstance(clusters, dict):
+            raise SchedulerInputError("clusters: must be a dict of cluster name to {workers: {...}}")
+        self.strategy = strategy
+        self.clusters: dict[str, _Cluster] = {}
+        for cluster_name in sorted(clusters, key=str):
+            spec = clusters[cluster_name]
+            workers = spec.get("workers") if isinstance(spec, dict) else None
+            if not isinstance(workers, dict):
+                raise SchedulerInputError(f"clusters.{cluster_name}: needs a `workers` dict")
+            built = [
+                _Worker(str(cluster_name), str(name), workers[name]) for name in sorted(workers, key=str)
+            ]
+            self.clusters[str(cluster_name)] = _Cluster(str(cluster_name), built)
+        self.existing: dict[tuple[str, int], list[tuple[_Worker, str]]] = {}
+        for cluster in self.clusters.values():
+            for worker in cluster.workers:
+                self._index_instances(worker, clusters[cluster.name]["workers"][worker.name])
+
+    def _index_instances(self, worker: _Worker, node: dict) -> None:
+        for index, record in enumerate(node.get("instances") or []):
+            path = f"clusters.{worker.cluster}.workers.{worker.name}.instances[{index}]"
+            status = str(record.get("status", "")).upper()
+            if status != "UNDEPLOYED":
+                self.existing.setdefault(_record_identity(record, path), []).append((worker, status))
+
+    def reserve_known_ports(self, requests: list[_Request]) -> None:
+        """Running replicas occupy their service's host ports even when the facts do not list them."""
+        by_service = {request.service: request.ports for request in requests if request.ports}
+        for (service, _), records in self.existing.items():
+            ports = by_service.get(service)
+            if ports:
+                for worker, status in records:
+                    if status not in RELEASED_STATUSES:
+                        worker.ports.update(ports)
+
+    def place(self, request: _Request, number: int) -> dict:
+        moved_from = ""
+        records = self.existing.get((request.service, number), [])
+        # Running first, then by worker name, so the choice among duplicates is stable.
+        for worker, status in sorted(records, key=lambda item: (item[1] in RELEASED_STATUSES, item[0].key)):
+            if not worker.reachable or not request.allows(worker):
+                moved_from = moved_from or worker.key
+                continue
+            if status in RESTARTABLE_STATUSES:
+                if request.kind_problem(worker) or request.load_problems(worker):
+                    moved_from = moved_from or worker.key
+                    continue
+                self._commit(request, worker)
+            result = self._placement(request, number, worker, existing=True)
+            result["instance_status"] = status
+            return result
+        result = self._place_new(request, number)
+        if moved_from:
+            result["moved_from"] = moved_from
+        return result
+
+    def _placement(self, request: _Request, number: int, worker: _Worker, existing: bool) -> dict:
+        return {
+            "service": request.service,
+            "instance_number": number,
+            "cluster": worker.cluster,
+            "worker": worker.name,
+            "existing": existing,
+            "status": SCHEDULED,
+        }
+
+    def _commit(self, request: _Request, worker: _Worker) -> None:
+        self.clusters[worker.cluster].account(worker, request.need)
+        worker.place(request.need, request.service, request.ports)
+
+    def _candidate_clusters(self, request: _Request) -> tuple[list[_Cluster], dict]:
+        if request.cluster:
+            cluster = self.clusters.get(request.cluster)
+            if cluster is None:
+                return [], {
+                    "status": TARGET_CLUSTER_NOT_FOUND,
+                    "reasons": {request.cluster: "no such cluster"},
+                }
+            names = [cluster.name]
+        else:
+            names = list(self.clusters)
+        fitting = []
+        reasons = {}
+        for name in names:
+            cluster = self.clusters[name]
+            if not cluster.active:
+                reasons[name] = "no reachable worker"
+            elif not cluster.aggregate.fits(request.need):
+                reasons[name] = "aggregated free resources: " + "; ".join(
+                    cluster.aggregate.shortfalls(request.need)
+                )
+            else:
+                fitting.append(cluster)
+        if fitting:
+            fitting.sort(
+                key=lambda cluster: _rank(
+                    self.strategy,
+                    cluster.aggregate,
+                    request.need,
+                    replicas=0,
+                    instances=cluster.instance_count,
+                    name=cluster.name,
+                )
+            )
+            return fitting, reasons
+        if request.cluster:
+            cluster = self.clusters[request.cluster]
+            status = TARGET_CLUSTER_NOT_ACTIVE if not cluster.active else TARGET_CLUSTER_NO_CAPACITY
+        else:
+            status = NO_ACTIVE_CLUSTER_WITH_CAPACITY
+        return [], {"status": status, "reasons": reasons}
+
+    def _best_worker(self, request: _Request, cluster: _Cluster) -> _Worker | None:
+        best = None
+        best_rank = None
+        need = request.need
+        for worker in request.qualified_workers(cluster):
+            if not worker.free.fits(need):
+                continue
+            if request.ports and request.ports & worker.ports:
+                continue
+            rank = _rank(
+                self.strategy,
+                worker.free,
+                need,
+                replicas=worker.service_counts.get(request.service, 0),
+                instances=worker.instance_count,
+                name=worker.name,
+            )
+            if best_rank is None or rank < best_rank:
+                best, best_rank = worker, rank
+        return best
+
+    def _place_new(self, request: _Request, number: int) -> dict:
+        clusters, failure = self._candidate_clusters(request)
+        for cluster in clusters:
+            worker = self._best_worker(request, cluster)
+            if worker is not None:
+                self._commit(request, worker)
+                return self._placement(request, number, worker, existing=False)
+        if not clusters:
+            return {"service": request.service, "instance_number": number, **failure}
+        # Reasons are only worked out on failure: placement itself must stay cheap.
+        reasons = dict(failure["reasons"])
+        qualified = False
+        for cluster in clusters:
+            for worker in cluster.workers:
+                problem = request.kind_problem(worker)
+                if not problem:
+                    qualified = True
+                    problem = "; ".join(request.load_problems(worker))
+                reasons[worker.key] = problem
+        return {
+            "service": request.service,
+            "instance_number": number,
+            "status": NO_WORKER_CAPACITY if qualified else NO_QUALIFIED_WORKER_FOUND,
+            "reasons": dict(sorted(reasons.items())),
+        }
+
+
+def schedule(services: list, clusters: dict, strategy: str = "spread") -> dict:
+    """Place every requested instance; JSON-serialisable `{"placements": [...], "failures": [...]}`.
+
+    services: [{"service": fqn, "requirements": {vcpus, memory, vgpus, storage, virtualization,
+    architecture}, "instance_numbers": [0, ...], "constraints": [{"type": "direct", "cluster": ...,
+    "node": "n1;n2"}], "host_ports": ["6080/tcp"]}]
+    clusters: {cluster_name: {"workers": {worker_name: <grove.edge.node_info facts>}}}
+    """
+    if not isinstance(services, list):
+        raise SchedulerInputError("services: must be a list")
+    placer = _Placer(clusters, strategy)
+    requests = [_Request(item, index) for index, item in enumerate(services)]
+    seen: set[tuple[str, int]] = set()
+    for request in requests:
+        for number in request.instance_numbers:
+            if (request.service, number) in seen:
+                raise SchedulerInputError(f"{request.service} instance {number} is requested twice")
+            seen.add((request.service, number))
+    placer.reserve_known_ports(requests)
+    placements = []
+    failures = []
+    for request in requests:
+        for number in request.instance_numbers:
+            result = placer.place(request, number)
+            (placements if result.get("status") == SCHEDULED else failures).append(result)
+    return {"placements": placements, "failures": failures}
