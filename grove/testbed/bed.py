@@ -209,6 +209,9 @@ def up(clusters: int = 1, workers: int = 2, *, with_images: bool = True) -> Path
         _host_network(host)
         state["hosts"].append(_start_host(host))
         _write_state(state)
+        if os.environ.get("GROVE_TESTBED_CRASH_AFTER_HOSTS") == str(len(state["hosts"])):
+            # Fault injection for the tests: die like a killed process, without any cleanup.
+            os._exit(70)
     state["registry_pid"] = registry.start()
     _write_state(state)
     for entry in state["hosts"]:
