@@ -154,15 +154,17 @@ class Microservice:
         }
 
     def to_instance_args(self, instance_number: int | None = None) -> dict:
-        """Plain-data options for the `grove.edge.instance` module (all values verbatim)."""
+        """Options of the `grove.edge.instance` module for this service (all values verbatim)."""
         args: dict = {
             "service": self.fqn,
             "image": self.code,
             "cmd": list(self.cmd),
             "args": list(self.args),
-            "env": self.env_dict(),
-            "memory_mb": self.memory,
+            "env": [f"{name}={value}" for name, value in self.env_dict().items()],
+            "memory": self.memory,
             "vcpus": self.vcpus,
+            "vgpus": self.vgpus,
+            "storage": self.storage,
             "ports": self.ports_string,
             "bandwidth_in": self.bandwidth_in,
             "bandwidth_out": self.bandwidth_out,
@@ -172,7 +174,6 @@ class Microservice:
         }
         if instance_number is not None:
             args["instance_number"] = instance_number
-            args["name"] = instance_id(self.fqn, instance_number)
         return args
 
 
