@@ -1,5 +1,5 @@
 # Copyright: Grove developers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ name: cluster_map
 short_description: Group the workers' node facts by cluster, for grove.edge.schedule
 version_added: "0.1.0"
 description:
-  - Takes the host variables of the inventory's workers and returns
-    C({cluster: {workers: {host: node}}}), the O(clusters) option of M(grove.edge.schedule).
+  - "Takes the host variables of the inventory's workers and returns
+    C({cluster: {workers: {host: node}}}), the O(grove.edge.schedule#module:clusters) option of M(grove.edge.schedule)."
   - A host's cluster is its C(grove_cluster) variable, else its first group.
   - A host without node facts (it did not answer) is listed with C(reachable=false), so the
     scheduler names it among the rejected workers instead of silently forgetting it.

@@ -1,5 +1,5 @@
 # Copyright: Grove developers
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A minimal process supervisor for hosts without systemd.
 
 The supervisor is a detached Python process that runs one command, restarts it when it exits

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: Grove developers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ instances:
       image: docker.io/library/nginx:latest
       ports: "6080:80/tcp"
 errors:
-  description: Every validation problem, as C(path: reason).
+  description: "Every validation problem, as C(path: reason)."
   returned: failure
   type: list
   elements: str
