@@ -17,11 +17,15 @@ ansible-playbook -i "$inv" playbooks/workers.yml
 step "Deploying $DESCRIPTOR"
 ansible-playbook -i "$inv" playbooks/deploy.yml -e "descriptor=$DESCRIPTOR"
 
-facts=$(ANSIBLE_LOAD_CALLBACK_PLUGINS=1 ANSIBLE_STDOUT_CALLBACK=ansible.builtin.json \
-  ansible -i "$inv" all -m grove.edge.node_info)
+# --one-line prints each host's result as "host | SUCCESS => {json}" on one line.
+facts=$(ansible -i "$inv" all -m grove.edge.node_info --one-line)
 worker_of() {
-  jq -r --arg svc "$1" '.plays[0].tasks[0].hosts | to_entries[]
-    | select([.value.node.instances[]? | .service] | index($svc)) | .key' <<<"$facts" | head -n 1
+  while IFS= read -r line; do
+    if jq -e --arg svc "$1" '[.node.instances[]? | .service] | index($svc)' <<<"${line#* => }" >/dev/null; then
+      echo "${line%% *}"
+      return
+    fi
+  done <<<"$facts"
 }
 address_of() { ansible-inventory -i "$inv" --host "$1" | jq -r .ansible_host; }
 nginx_worker=$(worker_of clientsrvr.test.nginx.test)

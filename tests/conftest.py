@@ -56,15 +56,15 @@ class Testbed:
 
     def module(self, host: str, module: str, args: dict, *, check_mode: bool = False) -> dict:
         """Run one module on one host through ansible (ad hoc, JSON callback) and return its result."""
-        argv = [str(BIN / "ansible"), "-i", str(self.inventory), host, "-m", module, "-a", json.dumps(args)]
+        argv = [str(BIN / "ansible"), "-i", str(self.inventory), host, "-m", module, "-a", json.dumps(args),
+                "--one-line"]
         if check_mode:
             argv.append("--check")
-        env = dict(ansible_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, check=False)
-        try:
-            return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]
-        except (ValueError, KeyError, IndexError) as exc:
-            raise AssertionError(f"{module} on {host}: no result: {proc.stdout}\n{proc.stderr}") from exc
+        proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), cwd=REPO, check=False)
+        for line in proc.stdout.splitlines():
+            if line.startswith(f"{host} | ") and " => " in line:
+                return json.loads(line.split(" => ", 1)[1])
+        raise AssertionError(f"{module} on {host}: no result: {proc.stdout}\n{proc.stderr}")
 
     def host_shell(self, host: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command on a worker host over SSH, as Ansible would reach it."""
