@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,8 @@ def ansible_env() -> dict[str, str]:
 
 @dataclass
 class Testbed:
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
     inventory: Path
     hosts: dict[str, dict]  # name -> hostvars (ansible_host, grove_instance_subnet, ...)
     clusters: dict[str, list[str]]
@@ -56,15 +59,15 @@ class Testbed:
 
     def module(self, host: str, module: str, args: dict, *, check_mode: bool = False) -> dict:
         """Run one module on one host through ansible (ad hoc, JSON callback) and return its result."""
-        argv = [str(BIN / "ansible"), "-i", str(self.inventory), host, "-m", module, "-a", json.dumps(args),
-                "--one-line"]
+        argv = [str(BIN / "ansible"), "-i", str(self.inventory), host, "-m", module, "-a", json.dumps(args)]
         if check_mode:
             argv.append("--check")
         proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), cwd=REPO, check=False)
-        for line in proc.stdout.splitlines():
-            if line.startswith(f"{host} | ") and " => " in line:
-                return json.loads(line.split(" => ", 1)[1])
-        raise AssertionError(f"{module} on {host}: no result: {proc.stdout}\n{proc.stderr}")
+        # Ad hoc output is "<host> | <STATUS> => <JSON result>".
+        head = re.search(rf"^{re.escape(host)} \| [A-Z]+ => ", proc.stdout, re.MULTILINE)
+        if head is None:
+            raise AssertionError(f"{module} on {host}: no result: {proc.stdout}\n{proc.stderr}")
+        return json.JSONDecoder().raw_decode(proc.stdout[head.end():])[0]
 
     def host_shell(self, host: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command on a worker host over SSH, as Ansible would reach it."""

@@ -1,5 +1,5 @@
 # Copyright: Grove developers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read-only calls to containerd's gRPC API, with the standard library only.
 
 Why not `ctr`: `ctr tasks ls` prints no exit status, and the only ctr command that reveals it
@@ -34,6 +34,7 @@ class GrpcError(RuntimeError):
 
 
 # --- protobuf --------------------------------------------------------------------------------
+
 
 def _varint(value: int) -> bytes:
     out = bytearray()
@@ -80,7 +81,7 @@ def decode_fields(buf: bytes) -> list[tuple[int, object]]:
             pos += 8
         elif wire == 2:
             length, pos = _read_varint(buf, pos)
-            value = bytes(buf[pos:pos + length])
+            value = bytes(buf[pos : pos + length])
             if len(value) != length:
                 raise GrpcError("truncated protobuf field")
             pos += length
@@ -88,7 +89,7 @@ def decode_fields(buf: bytes) -> list[tuple[int, object]]:
             value = struct.unpack_from("<I", buf, pos)[0]
             pos += 4
         else:
-            raise GrpcError("unsupported protobuf wire type %d" % wire)
+            raise GrpcError(f"unsupported protobuf wire type {wire}")
         fields.append((number, value))
     return fields
 
@@ -111,8 +112,16 @@ def _timestamp(value: object) -> float | None:
 
 def decode_container(buf: bytes) -> dict:
     """containerd.services.containers.v1.Container -> plain dict (spec as its JSON text)."""
-    container: dict = {"id": "", "labels": {}, "image": "", "runtime": "", "spec": None,
-                       "snapshotter": "", "snapshot_key": "", "created_at": None}
+    container: dict = {
+        "id": "",
+        "labels": {},
+        "image": "",
+        "runtime": "",
+        "spec": None,
+        "snapshotter": "",
+        "snapshot_key": "",
+        "created_at": None,
+    }
     for number, value in decode_fields(buf):
         if number == 1:
             container["id"] = _text(value)
@@ -139,8 +148,7 @@ def decode_process(buf: bytes) -> dict:
     """containerd.v1.types.Process -> plain dict."""
     # containerd fills field 2 ("id") with the container id for init processes; field 1
     # ("container_id") is left empty by the task service of 1.6 and set by later versions.
-    process: dict = {"id": "", "pid": 0, "status": "UNKNOWN", "exit_status": 0,
-                     "exited_at": None}
+    process: dict = {"id": "", "pid": 0, "status": "UNKNOWN", "exit_status": 0, "exited_at": None}
     for number, value in decode_fields(buf):
         if number in (1, 2) and _text(value):
             process["id"] = process["id"] or _text(value)
@@ -156,6 +164,7 @@ def decode_process(buf: bytes) -> dict:
 
 
 # --- HTTP/2 ----------------------------------------------------------------------------------
+
 
 def _hpack_length(length: int) -> bytes:
     # HPACK integer with a 7-bit prefix and the Huffman bit clear (RFC 7541 5.1, 5.2).
@@ -204,8 +213,9 @@ def _request_bytes(method: str, namespace: str, message: bytes) -> bytes:
             ("containerd-namespace", namespace),
         )
     )
-    settings = struct.pack(">HI", SETTINGS_ENABLE_PUSH, 0) + struct.pack(">HI", SETTINGS_INITIAL_WINDOW_SIZE,
-                                                                        MAX_WINDOW)
+    settings = struct.pack(">HI", SETTINGS_ENABLE_PUSH, 0) + struct.pack(
+        ">HI", SETTINGS_INITIAL_WINDOW_SIZE, MAX_WINDOW
+    )
     body = b"\x00" + struct.pack(">I", len(message)) + message
     return (
         PREFACE
@@ -218,7 +228,7 @@ def _request_bytes(method: str, namespace: str, message: bytes) -> bytes:
 
 def _unpad(flags: int, payload: bytes) -> bytes:
     if flags & FLAG_PADDED and payload:
-        return payload[1:len(payload) - payload[0]]
+        return payload[1 : len(payload) - payload[0]]
     return payload
 
 
@@ -235,11 +245,11 @@ def _read_response(sock: socket.socket) -> bytes:
             sock.sendall(_frame(FRAME_PING, FLAG_ACK, 0, payload))
         elif kind == FRAME_GOAWAY:
             code = struct.unpack(">I", payload[4:8])[0] if len(payload) >= 8 else -1
-            raise GrpcError("containerd ended the connection (HTTP/2 error %d: %s)"
-                            % (code, payload[8:].decode("utf-8", "replace")))
+            detail = payload[8:].decode("utf-8", "replace")
+            raise GrpcError(f"containerd ended the connection (HTTP/2 error {code}: {detail})")
         elif stream == STREAM_ID and kind == FRAME_RST_STREAM:
             code = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else -1
-            raise GrpcError("containerd reset the call (HTTP/2 error %d)" % code)
+            raise GrpcError(f"containerd reset the call (HTTP/2 error {code})")
         elif stream == STREAM_ID and kind == FRAME_DATA:
             data += _unpad(flags, payload)
         if stream == STREAM_ID and kind in (FRAME_DATA, FRAME_HEADERS) and flags & FLAG_END_STREAM:
@@ -250,10 +260,10 @@ def _messages(data: bytes) -> list[bytes]:
     messages = []
     pos = 0
     while pos + 5 <= len(data):
-        compressed, length = data[pos], struct.unpack(">I", data[pos + 1:pos + 5])[0]
+        compressed, length = data[pos], struct.unpack(">I", data[pos + 1 : pos + 5])[0]
         if compressed:
             raise GrpcError("containerd sent a compressed message, which was not asked for")
-        messages.append(data[pos + 5:pos + 5 + length])
+        messages.append(data[pos + 5 : pos + 5 + length])
         pos += 5 + length
     return messages
 
@@ -266,27 +276,31 @@ def call(address: str, namespace: str, method: str, message: bytes = b"", timeou
         try:
             sock.connect(address)
         except OSError as exc:
-            raise GrpcError("cannot connect to containerd at %s: %s" % (address, exc)) from exc
+            raise GrpcError(f"cannot connect to containerd at {address}: {exc}") from exc
         try:
             sock.sendall(_request_bytes(method, namespace, message))
             data = _read_response(sock)
         except OSError as exc:
-            raise GrpcError("%s: %s" % (method, exc)) from exc
+            raise GrpcError(f"{method}: {exc}") from exc
     finally:
         sock.close()
     messages = _messages(data)
     if not messages:
-        raise GrpcError("%s failed: containerd answered with an error status" % method)
+        raise GrpcError(f"{method} failed: containerd answered with an error status")
     return messages[0]
 
 
 # --- the calls Grove needs -------------------------------------------------------------------
 
+
 def list_containers(address: str, namespace: str, filters: list[str] | None = None) -> list[dict]:
     request = b"".join(encode_string_field(1, item) for item in filters or [])
     answer = call(address, namespace, "/containerd.services.containers.v1.Containers/List", request)
-    return [decode_container(value) for number, value in decode_fields(answer)
-            if number == 1 and isinstance(value, bytes)]
+    return [
+        decode_container(value)
+        for number, value in decode_fields(answer)
+        if number == 1 and isinstance(value, bytes)
+    ]
 
 
 def list_tasks(address: str, namespace: str) -> dict[str, dict]:
@@ -304,3 +318,14 @@ def version(address: str) -> dict[str, str]:
     # The version service ignores the namespace; any valid one will do.
     answer = dict(decode_fields(call(address, "default", "/containerd.services.version.v1.Version/Version")))
     return {"version": _text(answer.get(1, b"")), "revision": _text(answer.get(2, b""))}
+
+
+def list_images(address: str, namespace: str, filters: list[str] | None = None) -> list[str]:
+    """Names of the images that match the filters."""
+    request = b"".join(encode_string_field(1, item) for item in filters or [])
+    answer = call(address, namespace, "/containerd.services.images.v1.Images/List", request)
+    return [
+        _text(dict(decode_fields(value)).get(1, b""))
+        for number, value in decode_fields(answer)
+        if number == 1 and isinstance(value, bytes)
+    ]

@@ -1,5 +1,5 @@
 # Copyright: Grove developers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Oakestra SLA v2 deployment descriptor: validation and a typed model.
 
 Stdlib only: this file is shipped to targets by Ansible and imported by the Grove API server.
@@ -8,6 +8,7 @@ Descriptor values are data. Nothing here evaluates, templates or shell-splits th
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
@@ -117,7 +118,7 @@ class Microservice:
         # Later entries win, as with `docker run -e` repeated.
         env: dict[str, str] = {}
         for entry in self.environment:
-            name, _, value = entry.partition("=")
+            name, _equals, value = entry.partition("=")
             env[name] = value
         return env
 
@@ -200,8 +201,19 @@ def service_fqn(app: str, app_namespace: str, service: str, service_namespace: s
     return f"{app}.{app_namespace}.{service}.{service_namespace}"
 
 
+# containerd refuses longer container ids; names of 30 characters each can make ids of ~133.
+MAX_ID_LENGTH = 76
+
+
 def instance_id(fqn: str, instance_number: int) -> str:
-    return f"{fqn}.instance.{instance_number}"
+    """`app.appns.svc.svcns.instance.N`, shortened with a hash when containerd would refuse it."""
+    suffix = f".instance.{instance_number}"
+    full = fqn + suffix
+    if len(full) <= MAX_ID_LENGTH:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:12]
+    prefix = fqn[: MAX_ID_LENGTH - len(suffix) - len(digest) - 1].rstrip(".")
+    return f"{prefix}-{digest}{suffix}"
 
 
 def _type_name(value: object) -> str:
@@ -346,7 +358,7 @@ def _check_string_list(errors: _Collector, path: str, value: object) -> list[str
 def _check_environment(errors: _Collector, path: str, value: object) -> None:
     entries = _check_string_list(errors, path, value)
     for index, entry in enumerate(entries or []):
-        name, has_equals, _ = entry.partition("=")
+        name, has_equals, _value = entry.partition("=")
         if not has_equals or not ENV_NAME_PATTERN.fullmatch(name):
             errors.add(
                 f"{path}[{index}]",

@@ -1,5 +1,5 @@
 # Copyright: Grove developers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Two-level placement of service instances onto clusters and workers, like Oakestra's.
 
 The root level picks a cluster from its aggregated free resources, the cluster level picks a
@@ -62,7 +62,7 @@ def _port_key(value: object, path: str) -> tuple[int, str]:
     if isinstance(value, int) and not isinstance(value, bool):
         return value, "tcp"
     if isinstance(value, str):
-        number, _, protocol = value.partition("/")
+        number, _slash, protocol = value.partition("/")
         if number.strip().isdigit():
             return int(number), (protocol.strip().lower() or "tcp")
     raise SchedulerInputError(f"{path}: host ports look like 8080/tcp or 53/udp, not {value!r}")
@@ -94,23 +94,24 @@ class _Resources:
         self.gpu = gpu
         self.disk = disk
 
+    # A resource the request does not need never disqualifies, even on an overcommitted worker.
     def fits(self, need: _Resources) -> bool:
         return (
-            need.cpu <= self.cpu
-            and need.memory <= self.memory
-            and need.gpu <= self.gpu
-            and need.disk <= self.disk
+            need.cpu <= max(self.cpu, 0)
+            and need.memory <= max(self.memory, 0)
+            and need.gpu <= max(self.gpu, 0)
+            and need.disk <= max(self.disk, 0)
         )
 
     def shortfalls(self, need: _Resources) -> list[str]:
         problems = []
-        if need.cpu > self.cpu:
+        if need.cpu > max(self.cpu, 0):
             problems.append(f"needs {_format_cpu(need.cpu)} vcpus, {_format_cpu(self.cpu)} free")
-        if need.memory > self.memory:
+        if need.memory > max(self.memory, 0):
             problems.append(f"needs {need.memory:g} MB memory, {max(self.memory, 0):g} MB free")
-        if need.gpu > self.gpu:
+        if need.gpu > max(self.gpu, 0):
             problems.append(f"needs {need.gpu:g} vgpus, {max(self.gpu, 0):g} free")
-        if need.disk > self.disk:
+        if need.disk > max(self.disk, 0):
             problems.append(f"needs {need.disk:g} MB storage, {max(self.disk, 0):g} MB free")
         return problems
 
@@ -253,7 +254,7 @@ def _record_identity(record: dict, path: str) -> tuple[str, int]:
     number = record.get("instance_number")
     if (not isinstance(service, str) or not isinstance(number, int)) and isinstance(record.get("id"), str):
         # `app.appns.svc.svcns.instance.N` is the container name, so it identifies the instance too.
-        prefix, _, suffix = record["id"].rpartition(".instance.")
+        prefix, _separator, suffix = record["id"].rpartition(".instance.")
         if prefix and suffix.isdigit():
             service, number = prefix, int(suffix)
     if not isinstance(service, str) or isinstance(number, bool) or not isinstance(number, int):
@@ -351,8 +352,8 @@ class _Request:
         return problems
 
 
-def _rank(strategy: str, free: _Resources, need: _Resources, *, replicas: int, instances: int, name: str):
-    after = free.rank_after(need)
+def _rank(strategy: str, after: tuple, replicas: int, instances: int, name: str) -> tuple:
+    """Sort key (lowest first) of a cluster or worker, from its free resources after the placement."""
     if strategy == "spread":
         # Most free vcpus, then memory; among equals the one running fewest replicas and instances.
         return (-after[0], -after[1], replicas, instances, -after[2], -after[3], name)
@@ -368,19 +369,18 @@ class _Placer:
             raise SchedulerInputError("clusters: must be a dict of cluster name to {workers: {...}}")
         self.strategy = strategy
         self.clusters: dict[str, _Cluster] = {}
+        self.existing: dict[tuple[str, int], list[tuple[_Worker, str]]] = {}
         for cluster_name in sorted(clusters, key=str):
             spec = clusters[cluster_name]
             workers = spec.get("workers") if isinstance(spec, dict) else None
             if not isinstance(workers, dict):
                 raise SchedulerInputError(f"clusters.{cluster_name}: needs a `workers` dict")
-            built = [
-                _Worker(str(cluster_name), str(name), workers[name]) for name in sorted(workers, key=str)
-            ]
+            built = []
+            for name in sorted(workers, key=str):
+                worker = _Worker(str(cluster_name), str(name), workers[name])
+                self._index_instances(worker, workers[name])
+                built.append(worker)
             self.clusters[str(cluster_name)] = _Cluster(str(cluster_name), built)
-        self.existing: dict[tuple[str, int], list[tuple[_Worker, str]]] = {}
-        for cluster in self.clusters.values():
-            for worker in cluster.workers:
-                self._index_instances(worker, clusters[cluster.name]["workers"][worker.name])
 
     def _index_instances(self, worker: _Worker, node: dict) -> None:
         for index, record in enumerate(node.get("instances") or []):
@@ -392,7 +392,7 @@ class _Placer:
     def reserve_known_ports(self, requests: list[_Request]) -> None:
         """Running replicas occupy their service's host ports even when the facts do not list them."""
         by_service = {request.service: request.ports for request in requests if request.ports}
-        for (service, _), records in self.existing.items():
+        for (service, _number), records in self.existing.items():
             ports = by_service.get(service)
             if ports:
                 for worker, status in records:
@@ -434,14 +434,12 @@ class _Placer:
         self.clusters[worker.cluster].account(worker, request.need)
         worker.place(request.need, request.service, request.ports)
 
-    def _candidate_clusters(self, request: _Request) -> tuple[list[_Cluster], dict]:
+    def _candidate_clusters(self, request: _Request) -> tuple[list[_Cluster], str, dict[str, str]]:
+        """Clusters in the order to try them, else the cluster-level failure status; with reasons."""
         if request.cluster:
             cluster = self.clusters.get(request.cluster)
             if cluster is None:
-                return [], {
-                    "status": TARGET_CLUSTER_NOT_FOUND,
-                    "reasons": {request.cluster: "no such cluster"},
-                }
+                return [], TARGET_CLUSTER_NOT_FOUND, {request.cluster: "no such cluster"}
             names = [cluster.name]
         else:
             names = list(self.clusters)
@@ -461,53 +459,69 @@ class _Placer:
             fitting.sort(
                 key=lambda cluster: _rank(
                     self.strategy,
-                    cluster.aggregate,
-                    request.need,
-                    replicas=0,
-                    instances=cluster.instance_count,
-                    name=cluster.name,
+                    cluster.aggregate.rank_after(request.need),
+                    0,
+                    cluster.instance_count,
+                    cluster.name,
                 )
             )
-            return fitting, reasons
+            return fitting, "", reasons
         if request.cluster:
             cluster = self.clusters[request.cluster]
             status = TARGET_CLUSTER_NOT_ACTIVE if not cluster.active else TARGET_CLUSTER_NO_CAPACITY
         else:
             status = NO_ACTIVE_CLUSTER_WITH_CAPACITY
-        return [], {"status": status, "reasons": reasons}
+        return [], status, reasons
 
     def _best_worker(self, request: _Request, cluster: _Cluster) -> _Worker | None:
         best = None
         best_rank = None
+        # This loop runs once per worker and instance: keep it free of avoidable calls.
         need = request.need
+        need_cpu, need_memory, need_gpu, need_disk = need.cpu, need.memory, need.gpu, need.disk
         for worker in request.qualified_workers(cluster):
-            if not worker.free.fits(need):
+            free = worker.free
+            after = (
+                free.cpu - need_cpu,
+                free.memory - need_memory,
+                free.gpu - need_gpu,
+                free.disk - need_disk,
+            )
+            if (
+                (need_cpu > 0 and after[0] < 0)
+                or (need_memory > 0 and after[1] < 0)
+                or (need_gpu > 0 and after[2] < 0)
+                or (need_disk > 0 and after[3] < 0)
+            ):
                 continue
             if request.ports and request.ports & worker.ports:
                 continue
             rank = _rank(
                 self.strategy,
-                worker.free,
-                need,
-                replicas=worker.service_counts.get(request.service, 0),
-                instances=worker.instance_count,
-                name=worker.name,
+                after,
+                worker.service_counts.get(request.service, 0),
+                worker.instance_count,
+                worker.name,
             )
             if best_rank is None or rank < best_rank:
                 best, best_rank = worker, rank
         return best
 
     def _place_new(self, request: _Request, number: int) -> dict:
-        clusters, failure = self._candidate_clusters(request)
+        clusters, status, reasons = self._candidate_clusters(request)
         for cluster in clusters:
             worker = self._best_worker(request, cluster)
             if worker is not None:
                 self._commit(request, worker)
                 return self._placement(request, number, worker, existing=False)
         if not clusters:
-            return {"service": request.service, "instance_number": number, **failure}
-        # Reasons are only worked out on failure: placement itself must stay cheap.
-        reasons = dict(failure["reasons"])
+            return {
+                "service": request.service,
+                "instance_number": number,
+                "status": status,
+                "reasons": reasons,
+            }
+        # Worker reasons are only worked out on failure: placement itself must stay cheap.
         qualified = False
         for cluster in clusters:
             for worker in cluster.workers:

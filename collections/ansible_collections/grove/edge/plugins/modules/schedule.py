@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: Grove developers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ description:
     descriptor in O(descriptor), which is validated first; all of its field errors are reported at once.
     Descriptor values are treated as data and never templated or evaluated.
 author:
-  - Grove developers
+  - Grove developers (@grove)
 options:
   services:
     description:
@@ -128,8 +128,8 @@ options:
     type: dict
   clusters:
     description:
-      - The infrastructure, as C({cluster_name: {workers: {worker_name: facts}}}) where C(facts)
-        is what M(grove.edge.node_info) reports for the worker.
+      - "The infrastructure, as C({cluster_name: {workers: {worker_name: facts}}}) where C(facts)
+        is what M(grove.edge.node_info) reports for the worker."
     type: dict
     required: true
   strategy:
@@ -183,7 +183,9 @@ EXAMPLES = r"""
             node: worker1;worker2
     clusters:
       edge1:
-        workers: "{{ dict(groups['edge1'] | zip(groups['edge1'] | map('extract', hostvars, ['node']))) }}"
+        workers:
+          worker1: "{{ hostvars['worker1'].node }}"
+          worker2: "{{ hostvars['worker2'].node }}"
     strategy: pack
   delegate_to: localhost
   run_once: true
@@ -245,7 +247,7 @@ placements:
     instance_status:
       description: Status the worker reports for the instance.
       type: str
-      returned: when O(placements[].existing) is true
+      returned: when RV(placements[].existing) is true
       sample: RUNNING
     moved_from:
       description:
@@ -297,7 +299,7 @@ failures:
       returned: always
       sample:
         edge1/worker1: needs 2 vcpus, 1 free
-        edge1/worker2: no 'container' runtime (has: none)
+        edge1/worker2: "no 'container' runtime (has: none)"
 instance_args:
   description:
     - With O(descriptor), the options of M(grove.edge.instance) for each service, keyed by fully
@@ -310,9 +312,11 @@ instance_args:
       image: docker.io/library/nginx:latest
       cmd: []
       args: []
-      env: {}
-      memory_mb: 100
+      env: [MODE=edge]
+      memory: 100
       vcpus: 1
+      vgpus: 0
+      storage: 0
       ports: 6080:80/tcp
       bandwidth_in: 0
       bandwidth_out: 0
@@ -324,12 +328,13 @@ instance_args:
         grove.microservice: nginx.test
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.grove.edge.plugins.module_utils._descriptor import (
+# Ansible wants the documentation before any import (validate-modules: import-before-documentation).
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.grove.edge.plugins.module_utils._descriptor import (  # noqa: E402
     parse_descriptor,
     validate_descriptor,
 )
-from ansible_collections.grove.edge.plugins.module_utils._scheduler import (
+from ansible_collections.grove.edge.plugins.module_utils._scheduler import (  # noqa: E402
     SchedulerInputError,
     schedule,
 )

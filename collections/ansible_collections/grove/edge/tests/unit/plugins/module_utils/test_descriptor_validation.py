@@ -220,8 +220,21 @@ def test_optional_application_fields_may_be_absent(key):
 
 @pytest.mark.parametrize(
     "key",
-    ["microserviceID", "cmd", "memory", "vcpus", "vgpus", "vtpus", "bandwidth_in", "bandwidth_out"]
-    + ["storage", "state", "port", "addresses", "added_files"],
+    [
+        "microserviceID",
+        "cmd",
+        "memory",
+        "vcpus",
+        "vgpus",
+        "vtpus",
+        "bandwidth_in",
+        "bandwidth_out",
+        "storage",
+        "state",
+        "port",
+        "addresses",
+        "added_files",
+    ],
 )
 def test_optional_microservice_fields_may_be_absent(key):
     descriptor = seed()
@@ -252,7 +265,21 @@ NAME_FIELDS = [
     (nginx, f"{NGINX}.microservice_name"),
     (nginx, f"{NGINX}.microservice_namespace"),
 ]
-BAD_NAMES = ["", "a" * 31, "my-app", "my_app", "app name", "app.ns", "caf\u00e9", "x\n", "\u0661", 5, None, True, ["a"]]
+BAD_NAMES = [
+    "",
+    "a" * 31,
+    "my-app",
+    "my_app",
+    "app name",
+    "app.ns",
+    "caf\u00e9",
+    "x\n",
+    "\u0661",
+    5,
+    None,
+    True,
+    ["a"],
+]
 
 
 @pytest.mark.parametrize(("owner", "path"), NAME_FIELDS)
@@ -287,7 +314,10 @@ def test_good_names_are_accepted(owner, path, value):
         ("6080:80/tcp", [PortMapping(6080, 80, "tcp")]),
         ("53:5353/udp", [PortMapping(53, 5353, "udp")]),
         ("53/udp", [PortMapping(53, 53, "udp")]),
-        ("80:8080;443:8443/tcp;53/udp", [PortMapping(80, 8080), PortMapping(443, 8443), PortMapping(53, 53, "udp")]),
+        (
+            "80:8080;443:8443/tcp;53/udp",
+            [PortMapping(80, 8080), PortMapping(443, 8443), PortMapping(53, 53, "udp")],
+        ),
         (" 1:65535 ; 65535:1/UDP ", [PortMapping(1, 65535), PortMapping(65535, 1, "udp")]),
         ("80/tcp;80/udp", [PortMapping(80, 80, "tcp"), PortMapping(80, 80, "udp")]),
         ("", []),
@@ -411,7 +441,10 @@ def test_rr_ip_used_twice_in_one_descriptor():
     [
         ({"type": "direct", "cluster": "edge1"}, Constraint("direct", "edge1", ())),
         ({"type": "direct", "node": "n1"}, Constraint("direct", "", ("n1",))),
-        ({"type": "direct", "cluster": "c", "node": "n1; n2;n3"}, Constraint("direct", "c", ("n1", "n2", "n3"))),
+        (
+            {"type": "direct", "cluster": "c", "node": "n1; n2;n3"},
+            Constraint("direct", "c", ("n1", "n2", "n3")),
+        ),
         ({"type": "direct", "cluster": "", "node": ""}, Constraint("direct", "", ())),
     ],
 )
@@ -517,7 +550,12 @@ def test_booleans(key, value):
 
 @pytest.mark.parametrize(
     ("where", "key"),
-    [("service", "microserviceID"), ("service", "state"), ("app", "applicationID"), ("app", "application_desc")],
+    [
+        ("service", "microserviceID"),
+        ("service", "state"),
+        ("app", "applicationID"),
+        ("app", "application_desc"),
+    ],
 )
 @pytest.mark.parametrize("value", [5, None, ["x"], {}])
 def test_optional_strings(where, key, value):
@@ -600,7 +638,11 @@ def test_descriptor_must_be_an_object(data):
         (lambda d: d.update(applications=[]), "applications", "at least one application"),
         (lambda d: d.update(applications=["clientsrvr"]), "applications[0]", "must be an object"),
         (lambda d: d["applications"][0].update(microservices={}), f"{APP}.microservices", "must be a list"),
-        (lambda d: d["applications"][0]["microservices"].append(7), f"{APP}.microservices[2]", "must be an object"),
+        (
+            lambda d: d["applications"][0]["microservices"].append(7),
+            f"{APP}.microservices[2]",
+            "must be an object",
+        ),
         (lambda d: d.update(args="x"), "args", "must be a list of strings"),
     ],
 )

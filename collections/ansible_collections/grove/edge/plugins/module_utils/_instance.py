@@ -1,0 +1,261 @@
+# Copyright: Grove developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a Grove service instance should look like on a worker, and how to read it back.
+
+The containers are the record: everything node_info reports is read back from the labels the
+instance module put on them, so a worker can be inspected without any other state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from ansible_collections.grove.edge.plugins.module_utils._descriptor import instance_id  # noqa: F401 - re-exported
+
+NETWORK_NAME = "grove"
+LABEL_PREFIX = "grove."
+LABEL_SERVICE = "grove.service"
+LABEL_INSTANCE = "grove.instance"
+LABEL_PORTS = "grove.ports"
+LABEL_SPEC_HASH = "grove.spec-hash"
+LABEL_SPEC = "grove.spec"
+LABEL_ADDRESS = "grove.address"
+LABEL_ONE_SHOT = "grove.one_shot"
+LABEL_STATE = "grove.state"
+RESOURCE_LABELS = {
+    "vcpus": "grove.resources.vcpus",
+    "memory": "grove.resources.memory",
+    "vgpus": "grove.resources.vgpus",
+    "storage": "grove.resources.storage",
+}
+# containerd rejects a label whose key and value together exceed this many bytes.
+MAX_LABEL_SIZE = 4096
+NAME_PATTERN = re.compile(r"[A-Za-z0-9]{1,30}")
+# containerd namespaces follow the same rules as its identifiers.
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
+STOPPED = "stopped"
+
+
+class SpecError(ValueError):
+    """An option value that cannot describe an instance."""
+
+
+def check_service(service: str) -> None:
+    parts = service.split(".")
+    if len(parts) != 4 or not all(NAME_PATTERN.fullmatch(part) for part in parts):
+        raise SpecError(
+            f"service {service!r} must be app.appns.service.servicens, each part 1 to 30 letters or digits"
+        )
+
+
+def normalize_image(ref: str) -> str:
+    """Docker's reference normalisation: `nginx` -> `docker.io/library/nginx:latest`."""
+    ref = ref.strip()
+    if not ref or ref.startswith("-") or any(char.isspace() for char in ref):
+        raise SpecError(f"{ref!r} is not an image reference")
+    name, at, digest = ref.partition("@")
+    first, slash, _rest = name.partition("/")
+    if not slash or ("." not in first and ":" not in first and first != "localhost"):
+        name = "docker.io/" + (name if slash else "library/" + name)
+    elif first == "index.docker.io":
+        name = "docker.io/" + name[len(first) + 1 :]
+    if name.startswith("docker.io/") and name.count("/") == 1:
+        name = "docker.io/library/" + name[len("docker.io/") :]
+    last = name.rsplit("/", 1)[-1]
+    if not at and ":" not in last:
+        name += ":latest"
+    return name + (at + digest if at else "")
+
+
+def process_args(cmd: list[str], args: list[str]) -> list[str] | None:
+    """cmd+args when cmd is given, else args, else None for the image's own entrypoint and cmd."""
+    if cmd:
+        return list(cmd) + list(args)
+    if args:
+        return list(args)
+    return None
+
+
+def ports_string(mappings: list) -> str:
+    return ";".join(f"{m.host_port}:{m.container_port}/{m.protocol}" for m in mappings)
+
+
+def parse_ports_label(text: str) -> list[dict]:
+    """The normalised ports label back into dicts (it was written by ports_string)."""
+    mappings = []
+    for entry in filter(None, (text or "").split(";")):
+        spec, _slash, protocol = entry.partition("/")
+        host, _colon, container = spec.partition(":")
+        try:
+            mappings.append(
+                {
+                    "host_port": int(host),
+                    "container_port": int(container or host),
+                    "protocol": protocol or "tcp",
+                }
+            )
+        except ValueError:
+            continue
+    return mappings
+
+
+def desired_spec(params: dict, ports: list) -> dict:
+    """The instance's desired configuration: everything whose change needs a new container."""
+    for entry in params["env"]:
+        if "=" not in entry or entry.startswith("="):
+            raise SpecError(f"env entry {entry!r} must look like NAME=value")
+    for key in ("memory", "vcpus", "vgpus", "storage", "bandwidth_in", "bandwidth_out"):
+        if params[key] < 0:
+            raise SpecError(f"{key} must not be negative")
+    return {
+        "image": normalize_image(params["image"]),
+        "args": process_args(params["cmd"], params["args"]),
+        "env": list(params["env"]),
+        "resources": {
+            "memory": int(params["memory"]),
+            "vcpus": float(params["vcpus"]),
+            "vgpus": int(params["vgpus"]),
+            "storage": int(params["storage"]),
+        },
+        "ports": ports_string(ports),
+        "bandwidth": {"in": int(params["bandwidth_in"]), "out": int(params["bandwidth_out"])},
+        "privileged": bool(params["privileged"]),
+        "one_shot": bool(params["one_shot"]),
+        # Label values are strings in containerd; YAML may well hand over numbers or booleans.
+        "labels": {str(key): str(value) for key, value in sorted((params["labels"] or {}).items())},
+        "network": {"subnet": params["subnet"], "bridge": params["bridge"], "routes": list(params["routes"])},
+    }
+
+
+def canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def spec_hash(spec: dict) -> str:
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:24]
+
+
+def format_number(value: float) -> str:
+    return (f"{value:f}").rstrip("0").rstrip(".") or "0"
+
+
+def managed_labels(service: str, instance_number: int, spec: dict) -> dict[str, str]:
+    labels = {
+        LABEL_SERVICE: service,
+        LABEL_INSTANCE: str(instance_number),
+        LABEL_PORTS: spec["ports"],
+        LABEL_SPEC_HASH: spec_hash(spec),
+    }
+    for key, label in RESOURCE_LABELS.items():
+        value = spec["resources"][key]
+        labels[label] = format_number(value) if isinstance(value, float) else str(value)
+    if spec["one_shot"]:
+        labels[LABEL_ONE_SHOT] = "true"
+    text = canonical_json(spec)
+    # The full spec only serves diffs; an instance with a huge environment goes without it.
+    if len(LABEL_SPEC) + len(text.encode()) <= MAX_LABEL_SIZE:
+        labels[LABEL_SPEC] = text
+    return labels
+
+
+def container_labels(service: str, instance_number: int, spec: dict) -> dict[str, str]:
+    """User labels plus the ones Grove manages; a user label may not contradict a managed one."""
+    managed = managed_labels(service, instance_number, spec)
+    reserved = set(managed) | {
+        LABEL_ADDRESS,
+        LABEL_STATE,
+        LABEL_ONE_SHOT,
+        LABEL_SPEC,
+        *RESOURCE_LABELS.values(),
+    }
+    labels = dict(spec["labels"])
+    for key, value in labels.items():
+        if key in reserved and managed.get(key) != value:
+            raise SpecError(f"label {key} is set by the module itself and cannot be given as {value!r}")
+        if len(key.encode()) + len(str(value).encode()) > MAX_LABEL_SIZE:
+            raise SpecError(f"label {key} is longer than containerd allows ({MAX_LABEL_SIZE} bytes)")
+    labels.update(managed)
+    return labels
+
+
+def run_options(spec: dict, labels: dict[str, str], netns_path: str) -> list[str]:
+    """ctr run / ctr containers create options for the spec (everything but image, id, args)."""
+    options = ["--with-ns", "network:" + netns_path]
+    resources = spec["resources"]
+    if resources["memory"] > 0:
+        options += ["--memory-limit", str(resources["memory"] * 1024 * 1024)]
+    if resources["vcpus"] > 0:
+        options += ["--cpus", format_number(resources["vcpus"])]
+    if spec["privileged"]:
+        options.append("--privileged")
+    for key, value in sorted(labels.items()):
+        options += ["--label", f"{key}={value}"]
+    for entry in spec["env"]:
+        options += ["--env", entry]
+    return options
+
+
+def recorded_spec(container: dict | None) -> dict | None:
+    if container is None:
+        return None
+    try:
+        spec = json.loads(container["labels"].get(LABEL_SPEC, ""))
+    except ValueError:
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
+def status(container: dict | None, task: dict | None) -> str:
+    """Oakestra's status name for what containerd shows."""
+    if container is None:
+        return "UNDEPLOYED"
+    labels = container.get("labels", {})
+    if task is None:
+        return "STOPPED" if labels.get(LABEL_STATE) == STOPPED else "CREATING"
+    state = task["status"]
+    if state in ("RUNNING", "PAUSED", "PAUSING"):
+        return "RUNNING"
+    if state == "CREATED":
+        return "CREATING"
+    if state == "STOPPED":
+        if task.get("exit_status") == 0 and labels.get(LABEL_ONE_SHOT) == "true":
+            return "COMPLETED"
+        return "DEAD"
+    return "FAILED"
+
+
+def _number(text: str | None, kind: type) -> float | int:
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        return kind(0)
+
+
+def facts(container: dict, task: dict | None) -> dict:
+    """What node_info and the instance module report about one instance."""
+    labels = container.get("labels", {})
+    ports = parse_ports_label(labels.get(LABEL_PORTS, ""))
+    instance_number = labels.get(LABEL_INSTANCE, "")
+    stopped = task is not None and task["status"] == "STOPPED"
+    return {
+        "id": container["id"],
+        "service": labels.get(LABEL_SERVICE, ""),
+        "instance_number": int(instance_number) if instance_number.isdigit() else None,
+        "status": status(container, task),
+        "task_status": task["status"] if task else None,
+        "exit_status": task["exit_status"] if stopped else None,  # type: ignore[index]
+        "address": labels.get(LABEL_ADDRESS, ""),
+        "ports": labels.get(LABEL_PORTS, ""),
+        "host_ports": [f"{port['host_port']}/{port['protocol']}" for port in ports],
+        "pid": task["pid"] if task and not stopped else None,
+        "image": container.get("image", ""),
+        "one_shot": labels.get(LABEL_ONE_SHOT) == "true",
+        "resources": {
+            "vcpus": _number(labels.get(RESOURCE_LABELS["vcpus"]), float),
+            "memory": _number(labels.get(RESOURCE_LABELS["memory"]), int),
+            "vgpus": _number(labels.get(RESOURCE_LABELS["vgpus"]), int),
+            "storage": _number(labels.get(RESOURCE_LABELS["storage"]), int),
+        },
+    }

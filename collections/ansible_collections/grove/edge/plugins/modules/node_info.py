@@ -1,0 +1,267 @@
+#!/usr/bin/python
+# Copyright: Grove developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: node_info
+short_description: Facts of a Grove worker, including the instances it runs
+version_added: 0.1.0
+author: Grove developers (!UNKNOWN)
+description:
+  - Reports the worker's resources, its container runtime and every Grove instance found in containerd.
+  - The instances are read back from containerd (labels written by M(grove.edge.instance) and the tasks'
+    states), so the hosts themselves are the record of what runs where.
+options:
+  namespace:
+    description: containerd namespace of the instances.
+    type: str
+    default: grove
+  containerd_address:
+    description: containerd's socket.
+    type: path
+    default: /run/containerd/containerd.sock
+attributes:
+  check_mode:
+    description: The module changes nothing and runs in check mode as usual.
+    support: full
+  diff_mode:
+    description: The module changes nothing, so it has no diff.
+    support: none
+notes:
+  - If containerd does not answer, C(runtimes) and C(instances) are empty and C(containerd_error) says why.
+"""
+
+EXAMPLES = r"""
+- name: Gather worker facts
+  grove.edge.node_info:
+  register: worker
+
+- name: Show the instances
+  ansible.builtin.debug:
+    msg: "{{ worker.node.instances | map(attribute='id') }}"
+"""
+
+RETURN = r"""
+node:
+  description: The worker's facts.
+  returned: always
+  type: dict
+  contains:
+    hostname:
+      description: Host name
+      type: str
+    architecture:
+      description: CPU architecture in Go's naming (amd64, arm64, arm, ...)
+      type: str
+    machine:
+      description: C(uname -m)
+      type: str
+    vcpus:
+      description: Number of CPUs
+      type: int
+    memory_mb:
+      description: Total memory in MB
+      type: int
+    memory_free_mb:
+      description: Available memory in MB (MemAvailable)
+      type: int
+    gpus:
+      description: GPUs found in C(/proc/driver/nvidia/gpus) or as C(/dev/dri) render nodes.
+      type: list
+      elements: dict
+    disk_free_mb:
+      description: Free space in MB where containerd keeps its data
+      type: int
+    containerd_root:
+      description: The directory measured for I(disk_free_mb)
+      type: str
+    runtimes:
+      description: C([container]) when containerd answers, else empty
+      type: list
+      elements: str
+    containerd_version:
+      description: containerd's version, or null
+      type: str
+    containerd_error:
+      description: Why containerd could not be read, or empty
+      type: str
+    instances:
+      description: Grove instances in the namespace, as M(grove.edge.instance) returns them.
+      type: list
+      elements: dict
+  sample:
+    hostname: c1w1
+    architecture: amd64
+    machine: x86_64
+    vcpus: 2
+    memory_mb: 24000
+    memory_free_mb: 22000
+    gpus: []
+    disk_free_mb: 80000
+    containerd_root: /var/lib/containerd
+    runtimes: [container]
+    containerd_version: 1.6.20~ds1
+    containerd_error: ""
+    instances:
+      - id: clientsrvr.test.nginx.test.instance.1
+        service: clientsrvr.test.nginx.test
+        instance_number: 1
+        status: RUNNING
+        task_status: RUNNING
+        exit_status: null
+        address: 10.18.1.2
+        ports: "6080:80/tcp"
+        host_ports: [6080/tcp]
+        pid: 4242
+        image: docker.io/library/nginx:latest
+        one_shot: false
+        resources: {vcpus: 1.0, memory: 100, vgpus: 0, storage: 0}
+"""
+
+# Ansible modules keep their documentation first, so imports follow it.
+import os  # noqa: E402
+import re  # noqa: E402
+import socket  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.grove.edge.plugins.module_utils import _instance as spec_utils  # noqa: E402
+from ansible_collections.grove.edge.plugins.module_utils._containerd import (  # noqa: E402
+    Containerd,
+    ContainerdError,
+)
+
+GOARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "i386": "386",
+    "i686": "386",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "mips64": "mips64",
+}
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+CONTAINERD_ROOT = "/var/lib/containerd"
+
+
+def architecture(machine: str) -> str:
+    if machine.startswith("armv") or machine == "arm":
+        return "arm"
+    return GOARCH.get(machine, machine)
+
+
+def meminfo() -> dict[str, int]:
+    values = {}
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            name, _colon, rest = line.partition(":")
+            fields = rest.split()
+            if fields and fields[0].isdigit():
+                values[name] = int(fields[0])  # kB
+    return values
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def gpus() -> list[dict]:
+    found = []
+    nvidia = "/proc/driver/nvidia/gpus"
+    if os.path.isdir(nvidia):
+        for bus in sorted(os.listdir(nvidia)):
+            info = _read(os.path.join(nvidia, bus, "information"))
+            model = re.search(r"^Model:\s*(.+)$", info, re.MULTILINE)
+            found.append({"vendor": "nvidia", "model": model.group(1).strip() if model else "", "bus": bus})
+        if found:
+            return found
+    if os.path.isdir("/dev/dri"):
+        for name in sorted(os.listdir("/dev/dri")):
+            if name.startswith("renderD"):
+                vendor = _read(f"/sys/class/drm/{name}/device/vendor")
+                found.append(
+                    {
+                        "vendor": vendor,
+                        "model": _read(f"/sys/class/drm/{name}/device/device"),
+                        "device": "/dev/dri/" + name,
+                    }
+                )
+    return found
+
+
+def containerd_root() -> str:
+    """The `root` of containerd's config file, else containerd's default."""
+    text = _read(CONTAINERD_CONFIG)
+    # Only top-level keys come before the first [table]; `root` is one of them.
+    top = re.split(r"^\s*\[", text, maxsplit=1, flags=re.MULTILINE)[0]
+    match = re.search(r"""^\s*root\s*=\s*["']([^"']+)["']""", top, re.MULTILINE)
+    return match.group(1) if match else CONTAINERD_ROOT
+
+
+def free_mb(path: str) -> int:
+    # The directory may not exist yet on a fresh worker: measure the filesystem it will be on.
+    while not os.path.exists(path) and path not in ("", "/"):
+        path = os.path.dirname(path)
+    stat = os.statvfs(path or "/")
+    return stat.f_bavail * stat.f_frsize // (1024 * 1024)
+
+
+def instances(containerd: Containerd) -> list[dict]:
+    containers = containerd.containers([f'labels."{spec_utils.LABEL_SERVICE}"'])
+    tasks = containerd.tasks()
+    found = [spec_utils.facts(container, tasks.get(container["id"])) for container in containers]
+    return sorted(found, key=lambda item: (item["service"], item["instance_number"] or 0, item["id"]))
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "namespace": {"type": "str", "default": "grove"},
+            "containerd_address": {"type": "path", "default": "/run/containerd/containerd.sock"},
+        },
+        supports_check_mode=True,
+    )
+    if not spec_utils.NAMESPACE_PATTERN.fullmatch(module.params["namespace"]):
+        module.fail_json(
+            msg="namespace {!r} is not a valid containerd namespace".format(module.params["namespace"])
+        )
+    memory = meminfo()
+    root = containerd_root()
+    node = {
+        "hostname": socket.gethostname(),
+        "machine": os.uname().machine,
+        "architecture": architecture(os.uname().machine),
+        "vcpus": os.cpu_count() or 0,
+        "memory_mb": memory.get("MemTotal", 0) // 1024,
+        "memory_free_mb": memory.get("MemAvailable", memory.get("MemFree", 0)) // 1024,
+        "gpus": gpus(),
+        "containerd_root": root,
+        "disk_free_mb": free_mb(root),
+        "runtimes": [],
+        "containerd_version": None,
+        "containerd_error": "",
+        "instances": [],
+    }
+    containerd = Containerd(
+        module.run_command, module.params["containerd_address"], module.params["namespace"]
+    )
+    try:
+        node["containerd_version"] = containerd.version()["version"]
+        node["runtimes"] = ["container"]
+        node["instances"] = instances(containerd)
+    except ContainerdError as exc:
+        node["containerd_error"] = str(exc)
+    module.exit_json(changed=False, node=node)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""The grove.edge.schedule module: its documentation, and real runs of the module file."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_collections.grove.edge.plugins.modules import schedule as module
+
+MODULE_FILE = Path(module.__file__)
+COLLECTIONS_ROOT = Path(__file__).resolve().parents[7]
+HOSTILE = "{{ lookup('pipe','id') }}"
+
+
+def worker(vcpus=2):
+    return {
+        "hostname": "h",
+        "architecture": "amd64",
+        "vcpus": vcpus,
+        "memory_mb": 1024,
+        "memory_free_mb": 1024,
+        "gpus": [],
+        "disk_free_mb": 1000,
+        "runtimes": ["container"],
+        "reachable": True,
+        "instances": [],
+    }
+
+
+CLUSTERS = {"edge1": {"workers": {"w1": worker(), "w2": worker()}}}
+DESCRIPTOR = {
+    "sla_version": "v2.0",
+    "customerID": "Admin",
+    "applications": [
+        {
+            "applicationID": "",
+            "application_name": "clientsrvr",
+            "application_namespace": "test",
+            "application_desc": "demo",
+            "microservices": [
+                {
+                    "microservice_name": "curl",
+                    "microservice_namespace": "test",
+                    "virtualization": "container",
+                    "cmd": ["sh", "-c", HOSTILE],
+                    "environment": [f"X={HOSTILE}"],
+                    "memory": 100,
+                    "vcpus": 1,
+                    "code": "docker.io/curlimages/curl:latest",
+                    "port": "9080",
+                },
+                {
+                    "microservice_name": "nginx",
+                    "microservice_namespace": "test",
+                    "virtualization": "container",
+                    "memory": 100,
+                    "vcpus": 1,
+                    "code": "docker.io/library/nginx:latest",
+                    "port": "6080:80/tcp",
+                },
+            ],
+        }
+    ],
+}
+
+
+def run_module(tmp_path, **args):
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    process = subprocess.run(
+        [sys.executable, str(MODULE_FILE), str(args_file)],
+        env={"PYTHONPATH": str(COLLECTIONS_ROOT), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.stdout, process.stderr
+    return json.loads(process.stdout)
+
+
+# --- documentation ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["DOCUMENTATION", "EXAMPLES", "RETURN"])
+def test_documentation_is_yaml(name):
+    assert yaml.safe_load(getattr(module, name))
+
+
+def _compare(doc_options, spec, where):
+    assert set(doc_options) == set(spec), where
+    for name, option in spec.items():
+        doc = doc_options[name]
+        assert doc.get("type", "str") == option.get("type", "str"), f"{where}.{name}"
+        assert doc.get("required", False) == option.get("required", False), f"{where}.{name}"
+        assert doc.get("default") == option.get("default"), f"{where}.{name}"
+        assert doc.get("choices") == option.get("choices"), f"{where}.{name}"
+        assert doc.get("elements") == option.get("elements"), f"{where}.{name}"
+        assert doc.get("description"), f"{where}.{name}"
+        if "options" in option:
+            _compare(doc["suboptions"], option["options"], f"{where}.{name}")
+        else:
+            assert "suboptions" not in doc, f"{where}.{name}"
+
+
+def test_documentation_matches_the_argument_spec():
+    documentation = yaml.safe_load(module.DOCUMENTATION)
+    assert documentation["module"] == "schedule"
+    _compare(documentation["options"], module.ARGUMENT_SPEC, "options")
+
+
+def test_examples_use_only_documented_options():
+    documented = set(yaml.safe_load(module.DOCUMENTATION)["options"])
+    for task in yaml.safe_load(module.EXAMPLES):
+        if "grove.edge.schedule" in task:
+            assert set(task["grove.edge.schedule"]) <= documented
+
+
+# --- real runs -------------------------------------------------------------------------------
+
+
+def test_places_services(tmp_path):
+    result = run_module(
+        tmp_path,
+        services=[{"service": "a.b.c.d", "requirements": {"vcpus": 1}, "instance_numbers": [0, 1]}],
+        clusters=CLUSTERS,
+    )
+    assert result["changed"] is False
+    assert "failed" not in result
+    assert [(p["worker"], p["instance_number"]) for p in result["placements"]] == [("w1", 0), ("w2", 1)]
+    assert result["failures"] == []
+
+
+def test_check_mode_gives_the_same_answer(tmp_path):
+    args = {"services": [{"service": "a.b.c.d", "requirements": {"vcpus": 1}}], "clusters": CLUSTERS}
+    normal = run_module(tmp_path, **args)
+    checked = run_module(tmp_path, _ansible_check_mode=True, **args)
+    assert checked["changed"] is False
+    assert checked["placements"] == normal["placements"]
+
+
+def test_fails_when_something_cannot_be_placed(tmp_path):
+    result = run_module(
+        tmp_path,
+        services=[
+            {
+                "service": "a.b.c.d",
+                "requirements": {"vcpus": 3},
+                "constraints": [{"type": "direct", "cluster": "edge1"}],
+            }
+        ],
+        clusters=CLUSTERS,
+    )
+    assert result["failed"] is True
+    assert result["msg"].splitlines() == [
+        "1 instance(s) could not be placed:",
+        "a.b.c.d instance 0: NO_WORKER_CAPACITY "
+        "(edge1/w1: needs 3 vcpus, 2 free; edge1/w2: needs 3 vcpus, 2 free)",
+    ]
+    assert result["failures"][0]["status"] == "NO_WORKER_CAPACITY"
+
+
+def test_can_report_unplaced_instances_without_failing(tmp_path):
+    result = run_module(
+        tmp_path,
+        services=[{"service": "a.b.c.d", "requirements": {"vcpus": 1}, "instance_numbers": [0, 1, 2, 3, 4]}],
+        clusters=CLUSTERS,
+        fail_on_unplaced=False,
+    )
+    assert "failed" not in result
+    assert len(result["placements"]) == 4
+    assert [f["instance_number"] for f in result["failures"]] == [4]
+
+
+def test_descriptor_input(tmp_path):
+    result = run_module(tmp_path, descriptor=DESCRIPTOR, instances=2, clusters=CLUSTERS)
+    assert "failed" not in result, result.get("msg")
+    assert [(p["service"], p["instance_number"], p["worker"]) for p in result["placements"]] == [
+        ("clientsrvr.test.curl.test", 0, "w1"),
+        ("clientsrvr.test.curl.test", 1, "w2"),
+        ("clientsrvr.test.nginx.test", 0, "w1"),
+        ("clientsrvr.test.nginx.test", 1, "w2"),
+    ]
+    curl = result["instance_args"]["clientsrvr.test.curl.test"]
+    assert curl["cmd"] == ["sh", "-c", HOSTILE]
+    assert curl["env"] == [f"X={HOSTILE}"]
+    assert curl["ports"] == "9080:9080/tcp"
+
+
+def test_descriptor_instance_counts(tmp_path):
+    result = run_module(
+        tmp_path,
+        descriptor=DESCRIPTOR,
+        instances=0,
+        instance_counts={"clientsrvr.test.nginx.test": 1},
+        clusters=CLUSTERS,
+    )
+    assert [(p["service"], p["instance_number"]) for p in result["placements"]] == [
+        ("clientsrvr.test.nginx.test", 0)
+    ]
+    bad = run_module(
+        tmp_path, descriptor=DESCRIPTOR, instance_counts={"no.such.service.x": 1}, clusters=CLUSTERS
+    )
+    assert bad["failed"] is True
+    assert "no.such.service.x" in bad["msg"]
+
+
+def test_descriptor_errors_are_all_reported(tmp_path):
+    broken = json.loads(json.dumps(DESCRIPTOR))
+    broken["sla_version"] = "v9"
+    broken["applications"][0]["microservices"][1]["port"] = "0:80"
+    broken["applications"][0]["microservices"][1]["addresses"] = {"rr_ip": "10.99.0.1"}
+    result = run_module(tmp_path, descriptor=broken, clusters=CLUSTERS)
+    assert result["failed"] is True
+    assert result["msg"].splitlines()[0] == "invalid deployment descriptor:"
+    assert [error["path"] for error in result["errors"]] == [
+        "sla_version",
+        "applications[0].microservices[1].port",
+        "applications[0].microservices[1].addresses.rr_ip",
+    ]
+    assert (
+        "applications[0].microservices[1].addresses.rr_ip: 10.99.0.1 is outside 10.30.0.0/16" in result["msg"]
+    )
+
+
+def test_services_and_descriptor_are_exclusive(tmp_path):
+    result = run_module(tmp_path, services=[{"service": "a.b.c.d"}], descriptor=DESCRIPTOR, clusters=CLUSTERS)
+    assert result["failed"] is True
+    assert "mutually exclusive" in result["msg"]
+    result = run_module(tmp_path, clusters=CLUSTERS)
+    assert result["failed"] is True
+    assert "one of the following is required" in result["msg"]
+
+
+def test_malformed_facts_fail_cleanly(tmp_path):
+    result = run_module(
+        tmp_path, services=[{"service": "a.b.c.d"}], clusters={"edge1": {"workers": {"w1": "down"}}}
+    )
+    assert result["failed"] is True
+    assert result["msg"].startswith("cannot schedule: clusters.edge1.workers.w1")

@@ -1,0 +1,1 @@
+"""Reusable checks for tests that drive worker hosts (test bed or a single development host)."""

@@ -1,0 +1,149 @@
+"""grove.edge.instance and grove.edge.node_info on real worker hosts (issue 2's acceptance)."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import REPO, Testbed
+from recap import recap
+
+pytestmark = pytest.mark.testbed
+
+NGINX_ID = "clientsrvr.test.nginx.test.instance.0"
+CURL = {"service": "grovetest.test.curl.test", "instance_number": 0,
+        "image": "docker.io/curlimages/curl:latest", "cmd": ["sh", "-c", "tail -f /dev/null"],
+        "memory": 64, "vcpus": 0.5}
+CURL_ID = "grovetest.test.curl.test.instance.0"
+HOSTILE = "{{ lookup('pipe','id') }}"
+
+
+def fetch(url: str, timeout: float = 30) -> str:
+    """GET url, polling until it answers or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - test bed address
+                return response.read().decode()
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def nginx_playbook(bed: Testbed, state: str = "started"):
+    return bed.playbook(REPO / "tests" / "playbooks" / "instance_nginx.yml",
+                        extravars={"target": "c1w1", "instance_state": state})
+
+
+def traces(bed: Testbed, host: str, instance: str) -> dict[str, str]:
+    """Everything of an instance a host still holds, by kind; empty when it is fully gone."""
+    checks = {
+        "container": ["sh", "-c", "ctr -n grove containers ls -q"],
+        "snapshot": ["sh", "-c", "ctr -n grove snapshots ls"],
+        "netns": ["sh", "-c", "ip netns list"],
+        "ipam": ["sh", "-c", "cat /var/lib/cni/networks/*/* 2>/dev/null; ls /var/lib/cni/results 2>/dev/null"],
+        "nftables": ["nft", "list", "ruleset"],
+        "task": ["sh", "-c", "ctr -n grove tasks ls -q"],
+    }
+    found = {}
+    for kind, argv in checks.items():
+        out = bed.host_shell(host, argv).stdout
+        if instance in out:
+            found[kind] = out
+    return found
+
+
+def test_nginx_serves_on_its_mapped_port_and_rerun_changes_nothing(testbed: Testbed):
+    first = nginx_playbook(testbed)
+    assert recap(first.stdout)["c1w1"]["changed"] == 1
+    page = fetch(f"http://{testbed.hosts['c1w1']['ansible_host']}:6080/")
+    assert "Welcome to nginx!" in page
+    second = nginx_playbook(testbed)
+    assert recap(second.stdout)["c1w1"]["changed"] == 0
+
+
+def test_node_info_reports_the_running_instance_with_its_resources(testbed: Testbed):
+    nginx_playbook(testbed)
+    node = testbed.module("c1w1", "grove.edge.node_info", {})["node"]
+    assert node["vcpus"] >= 1 and node["memory_mb"] > 0 and node["architecture"]
+    assert "container" in node["runtimes"]
+    by_id = {i["id"]: i for i in node["instances"]}
+    nginx = by_id[NGINX_ID]
+    assert nginx["status"] == "RUNNING"
+    assert nginx["service"] == "clientsrvr.test.nginx.test" and nginx["instance_number"] == 0
+    assert nginx["resources"]["memory"] == 100 and nginx["resources"]["vcpus"] == 1
+    assert nginx["host_ports"] == ["6080/tcp"]
+    assert nginx["address"].startswith("10.18.1.")
+    other = testbed.module("c1w2", "grove.edge.node_info", {})["node"]
+    assert NGINX_ID not in {i["id"] for i in other["instances"]}
+
+
+def test_absent_leaves_no_container_snapshot_netns_ipam_or_rule(testbed: Testbed):
+    nginx_playbook(testbed)
+    assert traces(testbed, "c1w1", NGINX_ID), "the instance should exist before removal"
+    removed = nginx_playbook(testbed, "absent")
+    assert recap(removed.stdout)["c1w1"]["changed"] == 1
+    assert traces(testbed, "c1w1", NGINX_ID) == {}
+    again = nginx_playbook(testbed, "absent")
+    assert recap(again.stdout)["c1w1"]["changed"] == 0
+
+
+def test_curl_client_runs_and_task_exec_reaches_nginx_on_another_worker(testbed: Testbed):
+    nginx_playbook(testbed)
+    result = testbed.module("c1w2", "grove.edge.instance", dict(CURL, subnet="10.18.2.0/24"))
+    assert not result.get("failed"), result
+    try:
+        url = f"http://{testbed.hosts['c1w1']['ansible_host']}:6080/"
+        deadline = time.monotonic() + 30
+        while True:
+            proc = testbed.host_shell("c1w2", ["ctr", "-n", "grove", "task", "exec", "--exec-id",
+                                               f"t{time.monotonic_ns()}", CURL_ID, "curl", "-fsS", url], check=False)
+            if proc.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert "Welcome to nginx!" in proc.stdout, proc.stderr
+    finally:
+        testbed.module("c1w2", "grove.edge.instance", {"service": CURL["service"], "instance_number": 0,
+                                                       "state": "absent"})
+
+
+def test_check_mode_reports_a_change_and_touches_nothing(testbed: Testbed):
+    args = dict(CURL, service="grovetest.test.check.test", subnet="10.18.2.0/24")
+    result = testbed.module("c1w2", "grove.edge.instance", args, check_mode=True)
+    assert result["changed"] is True
+    assert traces(testbed, "c1w2", "grovetest.test.check.test.instance.0") == {}
+
+
+def test_a_changed_spec_recreates_the_instance_and_limits_apply(testbed: Testbed):
+    args = dict(CURL, subnet="10.18.2.0/24")
+    try:
+        assert testbed.module("c1w2", "grove.edge.instance", args)["changed"] is True
+        assert testbed.module("c1w2", "grove.edge.instance", args)["changed"] is False
+        bigger = dict(args, memory=96)
+        result = testbed.module("c1w2", "grove.edge.instance", bigger)
+        assert result["changed"] is True
+        assert result["diff"]["before"] != result["diff"]["after"]
+        limit = testbed.host_shell("c1w2", ["sh", "-c", "cat /sys/fs/cgroup/memory/grove/" + CURL_ID
+                                            + "/memory.limit_in_bytes"], check=False)
+        assert limit.stdout.strip() == str(96 * 1024 * 1024), limit.stderr
+    finally:
+        testbed.module("c1w2", "grove.edge.instance", {"service": CURL["service"], "instance_number": 0,
+                                                       "state": "absent"})
+
+
+def test_hostile_strings_reach_the_container_verbatim(testbed: Testbed):
+    args = dict(CURL, service="grovetest.test.hostile.test", subnet="10.18.2.0/24",
+                env=[f"HOSTILE={HOSTILE}"], cmd=["sh", "-c", "tail -f /dev/null", HOSTILE])
+    instance = "grovetest.test.hostile.test.instance.0"
+    try:
+        result = testbed.module("c1w2", "grove.edge.instance", args)
+        assert not result.get("failed"), result
+        env = testbed.host_shell("c1w2", ["ctr", "-n", "grove", "task", "exec", "--exec-id", "env", instance,
+                                          "printenv", "HOSTILE"]).stdout
+        assert env.strip() == HOSTILE
+    finally:
+        testbed.module("c1w2", "grove.edge.instance", {"service": args["service"], "instance_number": 0,
+                                                       "state": "absent"})
