@@ -15,18 +15,10 @@ step "Preparing the workers: containerd, runc, CNI plugins (role containerd)"
 ansible-playbook -i "$inv" playbooks/workers.yml
 
 step "Deploying $DESCRIPTOR"
-ansible-playbook -i "$inv" playbooks/deploy.yml -e "descriptor=$DESCRIPTOR"
+summary=$(ansible-playbook -i "$inv" playbooks/deploy.yml -e "descriptor=$DESCRIPTOR" | tee /dev/stderr)
 
-# --one-line prints each host's result as "host | SUCCESS => {json}" on one line.
-facts=$(ansible -i "$inv" all -m grove.edge.node_info --one-line)
-worker_of() {
-  while IFS= read -r line; do
-    if jq -e --arg svc "$1" '[.node.instances[]? | .service] | index($svc)' <<<"${line#* => }" >/dev/null; then
-      echo "${line%% *}"
-      return
-    fi
-  done <<<"$facts"
-}
+# The playbook ends with one line per instance: "<instance> cluster=<c> worker=<w> status=<s> ...".
+worker_of() { sed -n "s/.*\"$1\.instance\.0 cluster=[^ ]* worker=\([^ ]*\) .*/\1/p" <<<"$summary" | head -n 1; }
 address_of() { ansible-inventory -i "$inv" --host "$1" | jq -r .ansible_host; }
 nginx_worker=$(worker_of clientsrvr.test.nginx.test)
 curl_worker=$(worker_of clientsrvr.test.curl.test)

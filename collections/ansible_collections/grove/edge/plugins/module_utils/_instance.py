@@ -12,7 +12,10 @@ import hashlib
 import json
 import re
 
-from ansible_collections.grove.edge.plugins.module_utils._descriptor import instance_id  # noqa: F401 - re-exported
+from ansible_collections.grove.edge.plugins.module_utils._descriptor import (  # noqa: F401 - re-exported
+    MAX_ID_LENGTH,
+    instance_id,
+)
 
 NETWORK_NAME = "grove"
 LABEL_PREFIX = "grove."
