@@ -59,7 +59,9 @@ class Testbed:
 
     def module(self, host: str, module: str, args: dict, *, check_mode: bool = False) -> dict:
         """Run one module on one host through ansible (ad hoc, JSON callback) and return its result."""
-        argv = [str(BIN / "ansible"), "-i", str(self.inventory), host, "-m", module, "-a", json.dumps(args)]
+        argv = [str(BIN / "ansible"), "-i", str(self.inventory), host, "-m", module]
+        if args:
+            argv += ["-a", json.dumps(args)]
         if check_mode:
             argv.append("--check")
         proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), cwd=REPO, check=False)

@@ -20,7 +20,8 @@ def _live_processes() -> frozenset[str]:
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            raw_cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            cmdline = raw_cmdline.replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         state = stat[stat.rindex(")") + 2:].split()[0]
@@ -31,7 +32,8 @@ def _live_processes() -> frozenset[str]:
 
 
 def _mounts() -> frozenset[str]:
-    return frozenset(" ".join(line.split()[3:5]) for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return frozenset(" ".join(line.split()[3:5]) for line in lines)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ _RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\
 def recap(stdout: str) -> dict[str, dict[str, int]]:
     hosts = {}
     for host, ok, changed, unreachable, failed in _RECAP.findall(stdout):
-        hosts[host] = {"ok": int(ok), "changed": int(changed), "unreachable": int(unreachable), "failed": int(failed)}
+        hosts[host] = {
+            "ok": int(ok), "changed": int(changed), "unreachable": int(unreachable), "failed": int(failed),
+        }
     if not hosts:
         raise AssertionError(f"no PLAY RECAP in:\n{stdout}")
     return hosts

@@ -110,7 +110,7 @@ def test_hostile_descriptor_values_stay_data(testbed: Testbed, tmp_path):
         instance = "hostile.test.curl.test.instance.0"
         worker = instances_on(testbed)[instance]["worker"]
         env = testbed.host_shell(worker, ["ctr", "-n", "grove", "task", "exec", "--exec-id",
-                                          f"e{time.monotonic_ns()}", instance, "printenv", "PAYLOAD"]).stdout
+                                          f"e{time.monotonic_ns()}", instance, "sh", "-c", "echo \"$PAYLOAD\""]).stdout
         assert env.strip() == HOSTILE
     finally:
         testbed.playbook(UNDEPLOY, "-e", f"descriptor={path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.testbed
 NGINX_ID = "clientsrvr.test.nginx.test.instance.0"
 CURL = {"service": "grovetest.test.curl.test", "instance_number": 0,
         "image": "docker.io/curlimages/curl:latest", "cmd": ["sh", "-c", "tail -f /dev/null"],
-        "memory": 64, "vcpus": 0.5}
+        "memory": 64, "vcpus": 0.5, "stop_timeout": 2}
 CURL_ID = "grovetest.test.curl.test.instance.0"
 HOSTILE = "{{ lookup('pipe','id') }}"
 
@@ -107,7 +108,7 @@ def test_curl_client_runs_and_task_exec_reaches_nginx_on_another_worker(testbed:
         assert "Welcome to nginx!" in proc.stdout, proc.stderr
     finally:
         testbed.module("c1w2", "grove.edge.instance", {"service": CURL["service"], "instance_number": 0,
-                                                       "state": "absent"})
+                                                       "state": "absent", "stop_timeout": 2})
 
 
 def test_check_mode_reports_a_change_and_touches_nothing(testbed: Testbed):
@@ -125,25 +126,24 @@ def test_a_changed_spec_recreates_the_instance_and_limits_apply(testbed: Testbed
         bigger = dict(args, memory=96)
         result = testbed.module("c1w2", "grove.edge.instance", bigger)
         assert result["changed"] is True
-        assert result["diff"]["before"] != result["diff"]["after"]
+        assert "configuration changed: delete container" in result["actions"]
         limit = testbed.host_shell("c1w2", ["sh", "-c", "cat /sys/fs/cgroup/memory/grove/" + CURL_ID
                                             + "/memory.limit_in_bytes"], check=False)
         assert limit.stdout.strip() == str(96 * 1024 * 1024), limit.stderr
     finally:
         testbed.module("c1w2", "grove.edge.instance", {"service": CURL["service"], "instance_number": 0,
-                                                       "state": "absent"})
+                                                       "state": "absent", "stop_timeout": 2})
 
 
 def test_hostile_strings_reach_the_container_verbatim(testbed: Testbed):
-    args = dict(CURL, service="grovetest.test.hostile.test", subnet="10.18.2.0/24",
-                env=[f"HOSTILE={HOSTILE}"], cmd=["sh", "-c", "tail -f /dev/null", HOSTILE])
+    playbook = REPO / "tests" / "playbooks" / "instance_hostile.yml"
     instance = "grovetest.test.hostile.test.instance.0"
     try:
-        result = testbed.module("c1w2", "grove.edge.instance", args)
-        assert not result.get("failed"), result
-        env = testbed.host_shell("c1w2", ["ctr", "-n", "grove", "task", "exec", "--exec-id", "env", instance,
-                                          "printenv", "HOSTILE"]).stdout
-        assert env.strip() == HOSTILE
+        testbed.playbook(playbook, extravars={"target": "c1w2"})
+        echo = testbed.host_shell("c1w2", ["ctr", "-n", "grove", "task", "exec", "--exec-id", "env", instance,
+                                           "sh", "-c", 'echo "$HOSTILE|$SHELLISH"']).stdout
+        assert echo.strip() == f"{HOSTILE}|$(id) `id`; rm -rf /"
+        args = testbed.host_shell("c1w2", ["sh", "-c", f"ctr -n grove containers info {instance}"]).stdout
+        assert json.loads(args)["Spec"]["process"]["args"][-2:] == [HOSTILE, "$(id)"]
     finally:
-        testbed.module("c1w2", "grove.edge.instance", {"service": args["service"], "instance_number": 0,
-                                                       "state": "absent"})
+        testbed.playbook(playbook, extravars={"target": "c1w2", "instance_state": "absent"})
