@@ -18,6 +18,7 @@ demo: setup
 lint: setup
 	ruff check .
 	ansible-lint
+	shellcheck scripts/*.sh .ci/run
 
 sanity: setup
 	./scripts/sanity.sh

@@ -20,8 +20,13 @@ sys.path.insert(0, str(REPO / "collections"))
 
 
 def grove(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(BIN / "grove"), *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, check=False)
+    proc = subprocess.run(
+        [str(BIN / "grove"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"grove {' '.join(args)} failed: {proc.stdout}\n{proc.stderr}")
     return proc
@@ -47,14 +52,17 @@ class Testbed:
     hosts: dict[str, dict]  # name -> hostvars (ansible_host, grove_instance_subnet, ...)
     clusters: dict[str, list[str]]
 
-    def playbook(self, playbook: str | Path, *args: str, extravars: dict | None = None,
-                 check: bool = True) -> subprocess.CompletedProcess[str]:
+    def playbook(
+        self, playbook: str | Path, *args: str, extravars: dict | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         argv = [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(playbook), *args]
         if extravars is not None:
             argv += ["-e", json.dumps(extravars)]
         proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), cwd=REPO, check=False)
         if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def module(self, host: str, module: str, args: dict, *, check_mode: bool = False) -> dict:
@@ -69,16 +77,33 @@ class Testbed:
         head = re.search(rf"^{re.escape(host)} \| [A-Z]+ => ", proc.stdout, re.MULTILINE)
         if head is None:
             raise AssertionError(f"{module} on {host}: no result: {proc.stdout}\n{proc.stderr}")
-        return json.JSONDecoder().raw_decode(proc.stdout[head.end():])[0]
+        return json.JSONDecoder().raw_decode(proc.stdout[head.end() :])[0]
 
     def host_shell(self, host: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command on a worker host over SSH, as Ansible would reach it."""
         state = yaml.safe_load(self.inventory.read_text())["all"]["vars"]
         proc = subprocess.run(
-            ["ssh", "-i", state["ansible_ssh_private_key_file"], "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
-             f"root@{self.hosts[host]['ansible_host']}", "--", *[_quote(a) for a in argv]],
-            capture_output=True, text=True, check=False, timeout=120)
+            [
+                "ssh",
+                "-i",
+                state["ansible_ssh_private_key_file"],
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "BatchMode=yes",
+                f"root@{self.hosts[host]['ansible_host']}",
+                "--",
+                *[_quote(a) for a in argv],
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"{host}: {argv} failed: {proc.stdout}\n{proc.stderr}")
         return proc

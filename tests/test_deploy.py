@@ -81,7 +81,9 @@ def test_instance_counts_scale_up_and_down_and_undeploy_narrows(testbed: Testbed
         # Both publish host port 6080: they must not share a worker.
         assert running[f"{nginx_svc}.instance.0"]["worker"] != running[f"{nginx_svc}.instance.1"]["worker"]
 
-        testbed.playbook(UNDEPLOY, "-e", f"descriptor={seed_file}", "-e", f"service={nginx_svc}", "-e", "instance=1")
+        testbed.playbook(
+            UNDEPLOY, "-e", f"descriptor={seed_file}", "-e", f"service={nginx_svc}", "-e", "instance=1"
+        )
         running = instances_on(testbed)
         assert f"{nginx_svc}.instance.1" not in running
         assert f"{nginx_svc}.instance.0" in running and "clientsrvr.test.curl.test.instance.1" in running
@@ -109,8 +111,22 @@ def test_hostile_descriptor_values_stay_data(testbed: Testbed, tmp_path):
         assert "uid=" not in out
         instance = "hostile.test.curl.test.instance.0"
         worker = instances_on(testbed)[instance]["worker"]
-        env = testbed.host_shell(worker, ["ctr", "-n", "grove", "task", "exec", "--exec-id",
-                                          f"e{time.monotonic_ns()}", instance, "sh", "-c", "echo \"$PAYLOAD\""]).stdout
+        env = testbed.host_shell(
+            worker,
+            [
+                "ctr",
+                "-n",
+                "grove",
+                "task",
+                "exec",
+                "--exec-id",
+                f"e{time.monotonic_ns()}",
+                instance,
+                "sh",
+                "-c",
+                'echo "$PAYLOAD"',
+            ],
+        ).stdout
         assert env.strip() == HOSTILE
     finally:
         testbed.playbook(UNDEPLOY, "-e", f"descriptor={path}")
@@ -134,8 +150,17 @@ def test_direct_constraint_lands_on_the_named_cluster_and_node(testbed_two_clust
 
 def test_unplaceable_descriptor_names_the_oakestra_status(testbed: Testbed, tmp_path):
     greedy = copy.deepcopy(SEED)
-    greedy["applications"][0]["microservices"][1]["vcpus"] = 64
+    curl, nginx = greedy["applications"][0]["microservices"]
+    nginx["vcpus"] = 640
     proc = testbed.playbook(DEPLOY, "-e", f"descriptor={write(tmp_path, greedy)}", check=False)
     assert proc.returncode != 0
-    assert "NO_WORKER_CAPACITY" in proc.stdout
-    assert "clientsrvr.test.nginx.test" in proc.stdout
+    assert "clientsrvr.test.nginx.test instance 0: NoActiveClusterWithCapacity" in proc.stdout
+
+    # Fits the cluster's aggregated free vcpus, but no single worker.
+    vcpus = testbed.module("c1w1", "grove.edge.node_info", {})["node"]["vcpus"]
+    curl["vcpus"], nginx["vcpus"] = 0.5, vcpus + 0.5
+    proc = testbed.playbook(DEPLOY, "-e", f"descriptor={write(tmp_path, greedy)}", check=False)
+    assert proc.returncode != 0
+    assert "clientsrvr.test.nginx.test instance 0: NO_WORKER_CAPACITY" in proc.stdout
+    assert f"needs {vcpus + 0.5:g} vcpus" in proc.stdout
+    assert not [i for i in instances_on(testbed) if i.startswith("clientsrvr.test.nginx")]

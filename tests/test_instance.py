@@ -14,9 +14,15 @@ from recap import recap
 pytestmark = pytest.mark.testbed
 
 NGINX_ID = "clientsrvr.test.nginx.test.instance.0"
-CURL = {"service": "grovetest.test.curl.test", "instance_number": 0,
-        "image": "docker.io/curlimages/curl:latest", "cmd": ["sh", "-c", "tail -f /dev/null"],
-        "memory": 64, "vcpus": 0.5, "stop_timeout": 2}
+CURL = {
+    "service": "grovetest.test.curl.test",
+    "instance_number": 0,
+    "image": "docker.io/curlimages/curl:latest",
+    "cmd": ["sh", "-c", "tail -f /dev/null"],
+    "memory": 64,
+    "vcpus": 0.5,
+    "stop_timeout": 2,
+}
 CURL_ID = "grovetest.test.curl.test.instance.0"
 HOSTILE = "{{ lookup('pipe','id') }}"
 
@@ -35,8 +41,10 @@ def fetch(url: str, timeout: float = 30) -> str:
 
 
 def nginx_playbook(bed: Testbed, state: str = "started"):
-    return bed.playbook(REPO / "tests" / "playbooks" / "instance_nginx.yml",
-                        extravars={"target": "c1w1", "instance_state": state})
+    return bed.playbook(
+        REPO / "tests" / "playbooks" / "instance_nginx.yml",
+        extravars={"target": "c1w1", "instance_state": state},
+    )
 
 
 def traces(bed: Testbed, host: str, instance: str) -> dict[str, str]:
@@ -45,7 +53,11 @@ def traces(bed: Testbed, host: str, instance: str) -> dict[str, str]:
         "container": ["sh", "-c", "ctr -n grove containers ls -q"],
         "snapshot": ["sh", "-c", "ctr -n grove snapshots ls"],
         "netns": ["sh", "-c", "ip netns list"],
-        "ipam": ["sh", "-c", "cat /var/lib/cni/networks/*/* 2>/dev/null; ls /var/lib/cni/results 2>/dev/null"],
+        "ipam": [
+            "sh",
+            "-c",
+            "cat /var/lib/cni/networks/*/* 2>/dev/null; ls /var/lib/cni/results 2>/dev/null",
+        ],
         "nftables": ["nft", "list", "ruleset"],
         "task": ["sh", "-c", "ctr -n grove tasks ls -q"],
     }
@@ -100,15 +112,33 @@ def test_curl_client_runs_and_task_exec_reaches_nginx_on_another_worker(testbed:
         url = f"http://{testbed.hosts['c1w1']['ansible_host']}:6080/"
         deadline = time.monotonic() + 30
         while True:
-            proc = testbed.host_shell("c1w2", ["ctr", "-n", "grove", "task", "exec", "--exec-id",
-                                               f"t{time.monotonic_ns()}", CURL_ID, "curl", "-fsS", url], check=False)
+            proc = testbed.host_shell(
+                "c1w2",
+                [
+                    "ctr",
+                    "-n",
+                    "grove",
+                    "task",
+                    "exec",
+                    "--exec-id",
+                    f"t{time.monotonic_ns()}",
+                    CURL_ID,
+                    "curl",
+                    "-fsS",
+                    url,
+                ],
+                check=False,
+            )
             if proc.returncode == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
         assert "Welcome to nginx!" in proc.stdout, proc.stderr
     finally:
-        testbed.module("c1w2", "grove.edge.instance", {"service": CURL["service"], "instance_number": 0,
-                                                       "state": "absent", "stop_timeout": 2})
+        testbed.module(
+            "c1w2",
+            "grove.edge.instance",
+            {"service": CURL["service"], "instance_number": 0, "state": "absent", "stop_timeout": 2},
+        )
 
 
 def test_check_mode_reports_a_change_and_touches_nothing(testbed: Testbed):
@@ -127,12 +157,18 @@ def test_a_changed_spec_recreates_the_instance_and_limits_apply(testbed: Testbed
         result = testbed.module("c1w2", "grove.edge.instance", bigger)
         assert result["changed"] is True
         assert "configuration changed: delete container" in result["actions"]
-        limit = testbed.host_shell("c1w2", ["sh", "-c", "cat /sys/fs/cgroup/memory/grove/" + CURL_ID
-                                            + "/memory.limit_in_bytes"], check=False)
+        limit = testbed.host_shell(
+            "c1w2",
+            ["sh", "-c", "cat /sys/fs/cgroup/memory/grove/" + CURL_ID + "/memory.limit_in_bytes"],
+            check=False,
+        )
         assert limit.stdout.strip() == str(96 * 1024 * 1024), limit.stderr
     finally:
-        testbed.module("c1w2", "grove.edge.instance", {"service": CURL["service"], "instance_number": 0,
-                                                       "state": "absent", "stop_timeout": 2})
+        testbed.module(
+            "c1w2",
+            "grove.edge.instance",
+            {"service": CURL["service"], "instance_number": 0, "state": "absent", "stop_timeout": 2},
+        )
 
 
 def test_hostile_strings_reach_the_container_verbatim(testbed: Testbed):
@@ -140,8 +176,22 @@ def test_hostile_strings_reach_the_container_verbatim(testbed: Testbed):
     instance = "grovetest.test.hostile.test.instance.0"
     try:
         testbed.playbook(playbook, extravars={"target": "c1w2"})
-        echo = testbed.host_shell("c1w2", ["ctr", "-n", "grove", "task", "exec", "--exec-id", "env", instance,
-                                           "sh", "-c", 'echo "$HOSTILE|$SHELLISH"']).stdout
+        echo = testbed.host_shell(
+            "c1w2",
+            [
+                "ctr",
+                "-n",
+                "grove",
+                "task",
+                "exec",
+                "--exec-id",
+                "env",
+                instance,
+                "sh",
+                "-c",
+                'echo "$HOSTILE|$SHELLISH"',
+            ],
+        ).stdout
         assert echo.strip() == f"{HOSTILE}|$(id) `id`; rm -rf /"
         args = testbed.host_shell("c1w2", ["sh", "-c", f"ctr -n grove containers info {instance}"]).stdout
         assert json.loads(args)["Spec"]["process"]["args"][-2:] == [HOSTILE, "$(id)"]

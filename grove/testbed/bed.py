@@ -23,8 +23,10 @@ log = logging.getLogger("grove.testbed")
 STATE_FILE = "state.json"
 HOSTINIT = Path(__file__).with_name("hostinit.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
-REQUIRED_COMMANDS = ("ip", "nft", "nsenter", "unshare", "ssh-keygen", "/usr/sbin/sshd", "/usr/bin/docker-registry",
-                     "umoci", "skopeo", "containerd", "ctr", "runc", SYSTEM_PYTHON)
+REQUIRED_COMMANDS = (
+    "ip", "nft", "nsenter", "unshare", "ssh-keygen", "/usr/sbin/sshd", "/usr/bin/docker-registry",
+    "umoci", "skopeo", "containerd", "ctr", "runc", SYSTEM_PYTHON,
+)
 
 
 def _state_file() -> Path:
@@ -58,8 +60,10 @@ def _check_prerequisites() -> None:
 
 def _guard_routes() -> None:
     for network in layout.GUARDED_NETWORKS:
-        proc = run(["ip", "route", "replace", "unreachable", str(network), "metric", str(layout.GUARD_METRIC)],
-                   check=False)
+        proc = run(
+            ["ip", "route", "replace", "unreachable", str(network), "metric", str(layout.GUARD_METRIC)],
+            check=False,
+        )
         if proc.returncode != 0:
             raise TestbedError(f"cannot add the safety route for {network}: {proc.stderr.strip()}")
 
@@ -111,7 +115,8 @@ def _host_network(host: Host) -> None:
     run(["ip", "netns", "add", host.netns])
     run(["ip", "link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns])
     run(["ip", "link", "set", host.veth, "master", layout.BRIDGE, "up"])
-    run(["ip", "-n", host.netns, "addr", "add", f"{host.address}/{layout.BRIDGE_NETWORK.prefixlen}", "dev", "eth0"])
+    address = f"{host.address}/{layout.BRIDGE_NETWORK.prefixlen}"
+    run(["ip", "-n", host.netns, "addr", "add", address, "dev", "eth0"])
     run(["ip", "-n", host.netns, "link", "set", "eth0", "up"])
     run(["ip", "-n", host.netns, "link", "set", "lo", "up"])
 
@@ -128,11 +133,11 @@ def _start_host(host: Host) -> dict:
         ["nsenter", f"--net=/var/run/netns/{host.netns}", "--",
          "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--",
          SYSTEM_PYTHON, str(HOSTINIT), json.dumps(spec)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(directory / "host.log", "ab"),  # noqa: SIM115
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(directory / "host.log", "ab"),
         start_new_session=True,
     )
-    return {"name": host.name, "cluster": host.cluster_name, "address": str(host.address), "netns": host.netns,
-            "unshare_pid": proc.pid, "instance_subnet": str(host.instance_subnet)}
+    return {"name": host.name, "cluster": host.cluster_name, "address": str(host.address),
+            "netns": host.netns, "unshare_pid": proc.pid, "instance_subnet": str(host.instance_subnet)}
 
 
 def _answers_ssh(address: str) -> bool:
@@ -269,7 +274,8 @@ def down() -> None:
             run(["ip", "link", "delete", link], check=False)
     run(["nft", "delete", "table", "inet", layout.NFT_TABLE], check=False)
     for network in layout.GUARDED_NETWORKS:
-        run(["ip", "route", "delete", "unreachable", str(network), "metric", str(layout.GUARD_METRIC)], check=False)
+        run(["ip", "route", "delete", "unreachable", str(network), "metric", str(layout.GUARD_METRIC)],
+            check=False)
     _remove_leftover_cgroups()
     shutil.rmtree(layout.state_dir(), ignore_errors=True)
 

@@ -19,7 +19,7 @@ def config_path() -> Path:
 
 def _answers(address: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -36,14 +36,16 @@ def start() -> int:
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: {layout.registry_address()}\n"
     )
-    log = open(layout.state_dir() / "registry.log", "ab")  # noqa: SIM115 - handed to the child
+    log = open(layout.state_dir() / "registry.log", "ab")  # handed to the child
     proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)], stdout=log, stderr=log,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     wait_until(lambda: proc.poll() is not None or _answers(layout.registry_address()), timeout=30,
                what=f"the registry on {layout.registry_address()}")
     if proc.poll() is not None:
-        raise RuntimeError(f"docker-registry exited with {proc.returncode}; see {layout.state_dir()}/registry.log")
+        raise RuntimeError(
+            f"docker-registry exited with {proc.returncode}; see {layout.state_dir()}/registry.log"
+        )
     return proc.pid
 
 

@@ -9,7 +9,8 @@ short_description: Group the workers' node facts by cluster, for grove.edge.sche
 version_added: "0.1.0"
 description:
   - "Takes the host variables of the inventory's workers and returns
-    C({cluster: {workers: {host: node}}}), the O(grove.edge.schedule#module:clusters) option of M(grove.edge.schedule)."
+    C({cluster: {workers: {host: node}}}), the O(grove.edge.schedule#module:clusters) option of
+    M(grove.edge.schedule)."
   - A host's cluster is its C(grove_cluster) variable, else its first group.
   - A host without node facts (it did not answer) is listed with C(reachable=false), so the
     scheduler names it among the rejected workers instead of silently forgetting it.
@@ -24,7 +25,7 @@ options:
     type: str
     default: grove_node_info
 author:
-  - Grove developers
+  - Grove developers (@grove)
 """
 
 EXAMPLES = r"""

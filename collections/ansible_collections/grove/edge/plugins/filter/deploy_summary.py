@@ -22,7 +22,7 @@ options:
     type: str
     default: grove_deployed
 author:
-  - Grove developers
+  - Grove developers (@grove)
 """
 
 EXAMPLES = r"""
@@ -47,7 +47,8 @@ def deploy_summary(hosts, result_var="grove_deployed"):
             instance = result.get("instance") or {}
             item = result.get("item") or {}
             rows.append({
-                "instance": instance.get("id") or "%s.instance.%s" % (item.get("service"), item.get("instance_number")),
+                "instance": instance.get("id")
+                or "%s.instance.%s" % (item.get("service"), item.get("instance_number")),
                 "cluster": item.get("cluster"),
                 "worker": host.get("inventory_hostname"),
                 "status": "FAILED" if result.get("failed") else instance.get("status"),

@@ -16,13 +16,14 @@ options:
     type: dict
     required: true
 author:
-  - Grove developers
+  - Grove developers (@grove)
 """
 
 EXAMPLES = r"""
 - name: Ids of the instances placed on this worker
   ansible.builtin.debug:
-    msg: "{{ placements | selectattr('worker', 'equalto', inventory_hostname) | map('grove.edge.instance_id') | list }}"
+    msg: "{{ placements | selectattr('worker', 'equalto', inventory_hostname)
+      | map('grove.edge.instance_id') | list }}"
 """
 
 RETURN = r"""
@@ -39,7 +40,9 @@ def instance_id(placement):
     try:
         return _instance_id(placement["service"], int(placement["instance_number"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError("instance_id needs service and instance_number, got %r" % (placement,)) from exc
+        raise AnsibleFilterError(
+            "instance_id needs service and instance_number, got %r" % (placement,)
+        ) from exc
 
 
 class FilterModule:

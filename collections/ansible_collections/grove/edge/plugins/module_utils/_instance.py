@@ -12,10 +12,11 @@ import hashlib
 import json
 import re
 
-from ansible_collections.grove.edge.plugins.module_utils._descriptor import (  # noqa: F401 - re-exported
-    MAX_ID_LENGTH,
-    instance_id,
-)
+from ansible_collections.grove.edge.plugins.module_utils import _descriptor
+
+# The container id belongs to an instance's spec; the instance module and its tests take it from here.
+MAX_ID_LENGTH = _descriptor.MAX_ID_LENGTH
+instance_id = _descriptor.instance_id
 
 NETWORK_NAME = "grove"
 LABEL_PREFIX = "grove."

@@ -54,8 +54,13 @@ def _write_state(path, state):
 
 
 def _supervise(command, path, log_path):
-    state = {"pid": os.getpid(), "start_time": _start_time(os.getpid()), "command": command, "child_pid": None,
-             "restarts": 0}
+    state = {
+        "pid": os.getpid(),
+        "start_time": _start_time(os.getpid()),
+        "command": command,
+        "child_pid": None,
+        "restarts": 0,
+    }
     flags = {"stop": False, "restart": False}
     child = {"proc": None}
 

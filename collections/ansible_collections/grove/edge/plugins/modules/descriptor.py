@@ -27,7 +27,8 @@ options:
     type: int
     default: 1
   instance_counts:
-    description: Instance count per fully qualified service name (C(app.appns.svc.svcns)); overrides O(instances).
+    description:
+      Instance count per fully qualified service name (C(app.appns.svc.svcns)); overrides O(instances).
     type: dict
     default: {}
   service:
@@ -37,7 +38,9 @@ options:
     description: Only this instance number.
     type: int
 author:
-  - Grove developers
+  - Grove developers (@grove)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -95,7 +98,11 @@ errors:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.grove.edge.plugins.module_utils._descriptor import instance_id, parse_descriptor, validate_descriptor
+from ansible_collections.grove.edge.plugins.module_utils._descriptor import (
+    instance_id,
+    parse_descriptor,
+    validate_descriptor,
+)
 
 try:
     import yaml
@@ -154,7 +161,9 @@ def main():
         module.fail_json(msg="instances: must be a non-negative integer, not %d" % params["instances"])
     microservices = descriptor.microservices()
     known = {ms.fqn for ms in microservices}
-    unknown = sorted(set(counts) - known) + ([params["service"]] if params["service"] and params["service"] not in known else [])
+    unknown = sorted(set(counts) - known)
+    if params["service"] and params["service"] not in known:
+        unknown.append(params["service"])
     if unknown:
         module.fail_json(msg="descriptor %s has no service named %s; it has %s" % (
             source, ", ".join(unknown), ", ".join(sorted(known))))

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: instance
 short_description: Ensure one Grove service instance on a worker (containerd task with a CNI network)
 version_added: 0.1.0
-author: Grove developers (!UNKNOWN)
+author: Grove developers (@grove)
 description:
   - Runs one instance of an Oakestra-style service on the target host with containerd.
   - The container is named C(app.appns.svc.svcns.instance.N) and lives in its own network namespace
@@ -253,18 +253,18 @@ actions:
 """
 
 # Ansible modules keep their documentation first, so imports follow it.
-import ipaddress  # noqa: E402
-import os  # noqa: E402
+import ipaddress
+import os
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.grove.edge.plugins.module_utils import _cni as cni_utils  # noqa: E402
-from ansible_collections.grove.edge.plugins.module_utils import _instance as spec_utils  # noqa: E402
-from ansible_collections.grove.edge.plugins.module_utils._cni import Attachment, Cni, CniError  # noqa: E402
-from ansible_collections.grove.edge.plugins.module_utils._containerd import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.grove.edge.plugins.module_utils import _cni as cni_utils
+from ansible_collections.grove.edge.plugins.module_utils import _instance as spec_utils
+from ansible_collections.grove.edge.plugins.module_utils._cni import Attachment, Cni, CniError
+from ansible_collections.grove.edge.plugins.module_utils._containerd import (
     Containerd,
     ContainerdError,
 )
-from ansible_collections.grove.edge.plugins.module_utils._descriptor import (  # noqa: E402
+from ansible_collections.grove.edge.plugins.module_utils._descriptor import (
     DescriptorError,
     parse_ports,
 )

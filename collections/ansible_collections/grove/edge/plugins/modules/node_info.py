@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: node_info
 short_description: Facts of a Grove worker, including the instances it runs
 version_added: 0.1.0
-author: Grove developers (!UNKNOWN)
+author: Grove developers (@grove)
 description:
   - Reports the worker's resources, its container runtime and every Grove instance found in containerd.
   - The instances are read back from containerd (labels written by M(grove.edge.instance) and the tasks'
@@ -122,13 +122,13 @@ node:
 """
 
 # Ansible modules keep their documentation first, so imports follow it.
-import os  # noqa: E402
-import re  # noqa: E402
-import socket  # noqa: E402
+import os
+import re
+import socket
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.grove.edge.plugins.module_utils import _instance as spec_utils  # noqa: E402
-from ansible_collections.grove.edge.plugins.module_utils._containerd import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.grove.edge.plugins.module_utils import _instance as spec_utils
+from ansible_collections.grove.edge.plugins.module_utils._containerd import (
     Containerd,
     ContainerdError,
 )

@@ -329,12 +329,12 @@ instance_args:
 """
 
 # Ansible wants the documentation before any import (validate-modules: import-before-documentation).
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.grove.edge.plugins.module_utils._descriptor import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.grove.edge.plugins.module_utils._descriptor import (
     parse_descriptor,
     validate_descriptor,
 )
-from ansible_collections.grove.edge.plugins.module_utils._scheduler import (  # noqa: E402
+from ansible_collections.grove.edge.plugins.module_utils._scheduler import (
     SchedulerInputError,
     schedule,
 )

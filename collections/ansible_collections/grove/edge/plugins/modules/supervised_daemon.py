@@ -40,16 +40,19 @@ options:
     type: path
     default: /run/grove
   log_path:
-    description: File that receives the command's standard output and error. Defaults to C(/var/log/grove/<name>.log).
+    description:
+      File that receives the command's standard output and error. Defaults to C(/var/log/grove/<name>.log).
     type: path
   timeout:
     description: Seconds to wait for the command to start or stop.
     type: float
     default: 30
 author:
-  - Grove developers
+  - Grove developers (@grove)
 notes:
   - Check mode reports what would change without starting or stopping anything.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -123,14 +126,22 @@ def _result(state):
 def _stop(module, name, run_dir, state, timeout):
     os.kill(state["pid"], signal.SIGTERM)
     if _wait(lambda: read_state(run_dir, name) is None, timeout) is None:
-        module.fail_json(msg="daemon %s: supervisor %d did not stop within %ss" % (name, state["pid"], timeout))
+        module.fail_json(
+            msg="daemon %s: supervisor %d did not stop within %ss" % (name, state["pid"], timeout)
+        )
 
 
-def _start(module, name, command, run_dir, log_path, timeout):
+def _start(module, name, command, run_dir, *, log_path, timeout):
     spawn(command, run_dir, name, log_path)
-    started = _wait(lambda: (read_state(run_dir, name) or {}).get("child_pid") and read_state(run_dir, name), timeout)
+    started = _wait(
+        lambda: (read_state(run_dir, name) or {}).get("child_pid") and read_state(run_dir, name),
+        timeout,
+    )
     if started is None:
-        module.fail_json(msg="daemon %s: supervisor did not start %s within %ss; see %s" % (name, command, timeout, log_path))
+        module.fail_json(
+            msg="daemon %s: supervisor did not start %s within %ss; see %s"
+            % (name, command, timeout, log_path)
+        )
     return started
 
 
@@ -138,7 +149,8 @@ def _restart(module, name, run_dir, state, timeout):
     old_child = state.get("child_pid")
     os.kill(state["pid"], signal.SIGHUP)
     restarted = _wait(
-        lambda: (read_state(run_dir, name) or {}).get("child_pid") not in (None, old_child) and read_state(run_dir, name),
+        lambda: (read_state(run_dir, name) or {}).get("child_pid") not in (None, old_child)
+        and read_state(run_dir, name),
         timeout,
     )
     if restarted is None:
@@ -186,7 +198,7 @@ def main():
     else:
         if current is not None:
             _stop(module, name, run_dir, current, timeout)
-        final = _start(module, name, command, run_dir, log_path, timeout)
+        final = _start(module, name, command, run_dir, log_path=log_path, timeout=timeout)
     module.exit_json(changed=True, diff={"before": before, "after": after}, **_result(final))
 
 
