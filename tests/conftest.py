@@ -1,156 +1,9 @@
-"""Shared fixtures: the local edge test bed, brought up once per shape and removed at the end."""
+"""Fixtures: the local edge test bed, brought up once per shape and removed at the end of the run."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
-import yaml
-
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO / "collections"))
-
-
-def grove(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(BIN / "grove"), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"grove {' '.join(args)} failed: {proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def ansible_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
-
-
-@dataclass
-class Testbed:
-    __test__ = False  # not a test class, whatever pytest thinks of the name
-
-    inventory: Path
-    hosts: dict[str, dict]  # name -> hostvars (ansible_host, grove_instance_subnet, ...)
-    clusters: dict[str, list[str]]
-
-    def playbook(
-        self, playbook: str | Path, *args: str, extravars: dict | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        argv = [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(playbook), *args]
-        if extravars is not None:
-            argv += ["-e", json.dumps(extravars)]
-        proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), cwd=REPO, check=False)
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
-
-    def module(self, host: str, module: str, args: dict, *, check_mode: bool = False) -> dict:
-        """Run one module on one host through ansible (ad hoc, JSON callback) and return its result."""
-        argv = [str(BIN / "ansible"), "-i", str(self.inventory), host, "-m", module]
-        if args:
-            argv += ["-a", json.dumps(args)]
-        if check_mode:
-            argv.append("--check")
-        proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), cwd=REPO, check=False)
-        # Ad hoc output is "<host> | <STATUS> => <JSON result>".
-        head = re.search(rf"^{re.escape(host)} \| [A-Z]+ => ", proc.stdout, re.MULTILINE)
-        if head is None:
-            raise AssertionError(f"{module} on {host}: no result: {proc.stdout}\n{proc.stderr}")
-        return json.JSONDecoder().raw_decode(proc.stdout[head.end() :])[0]
-
-    def host_shell(self, host: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run a command on a worker host over SSH, as Ansible would reach it."""
-        state = yaml.safe_load(self.inventory.read_text())["all"]["vars"]
-        proc = subprocess.run(
-            [
-                "ssh",
-                "-i",
-                state["ansible_ssh_private_key_file"],
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "BatchMode=yes",
-                f"root@{self.hosts[host]['ansible_host']}",
-                "--",
-                *[_quote(a) for a in argv],
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{host}: {argv} failed: {proc.stdout}\n{proc.stderr}")
-        return proc
-
-
-def _quote(arg: str) -> str:
-    import shlex  # noqa: PLC0415
-
-    return shlex.quote(arg)
-
-
-def _load(inventory: Path) -> Testbed:
-    data = yaml.safe_load(inventory.read_text())["all"]["children"]
-    hosts, clusters = {}, {}
-    for cluster, group in data.items():
-        clusters[cluster] = list(group["hosts"])
-        for name, hostvars in group["hosts"].items():
-            hosts[name] = dict(hostvars, grove_cluster=cluster)
-    return Testbed(inventory=inventory, hosts=hosts, clusters=clusters)
-
-
-class _Bed:
-    shape: tuple[int, int] | None = None
-    bed: Testbed | None = None
-    containerd_ready: bool = False
-
-
-def bring_up(clusters: int, workers: int) -> Testbed:
-    if _Bed.shape != (clusters, workers):
-        grove("testbed", "down")
-        out = grove("testbed", "up", "--clusters", str(clusters), "--workers", str(workers)).stdout
-        _Bed.bed = _load(Path(out.strip().splitlines()[-1]))
-        _Bed.shape = (clusters, workers)
-        _Bed.containerd_ready = False
-    assert _Bed.bed is not None
-    return _Bed.bed
-
-
-def forget_testbed() -> None:
-    _Bed.shape = None
-    _Bed.bed = None
-    _Bed.containerd_ready = False
-
-
-def needs_root() -> None:
-    if os.geteuid() != 0 or shutil.which("containerd") is None:
-        pytest.skip("needs root and the packages of `make setup`")
+from testbed_support import Testbed, bring_up, ensure_containerd, forget_testbed, grove, needs_root
 
 
 @pytest.fixture(scope="session")
@@ -165,18 +18,14 @@ def testbed_session():
 def testbed(testbed_session) -> Testbed:
     """One cluster of two workers with containerd configured by the containerd role."""
     bed = testbed_session(1, 2)
-    _ensure_containerd(bed)
+    ensure_containerd(bed)
     return bed
 
 
 @pytest.fixture
 def testbed_two_clusters(testbed_session) -> Testbed:
     bed = testbed_session(2, 2)
-    _ensure_containerd(bed)
+    ensure_containerd(bed)
     return bed
 
 
-def _ensure_containerd(bed: Testbed) -> None:
-    if not _Bed.containerd_ready:
-        bed.playbook(REPO / "playbooks" / "workers.yml")
-        _Bed.containerd_ready = True

@@ -7,9 +7,9 @@ import json
 import time
 
 import pytest
-from conftest import REPO, Testbed
 from recap import recap, total_changed
 from test_instance import HOSTILE, fetch
+from testbed_support import REPO, Testbed
 
 pytestmark = pytest.mark.testbed
 

@@ -8,8 +8,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import REPO, Testbed
 from recap import recap
+from testbed_support import REPO, Testbed
 
 pytestmark = pytest.mark.testbed
 

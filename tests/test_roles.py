@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import REPO, ansible_env, forget_testbed, grove
+from testbed_support import REPO, ansible_env, forget_testbed, grove
 
 pytestmark = pytest.mark.testbed
 

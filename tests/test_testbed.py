@@ -7,8 +7,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import REPO, Testbed, bring_up, forget_testbed, grove, needs_root
 from machine import Snapshot
+from testbed_support import REPO, Testbed, bring_up, forget_testbed, grove, needs_root
 
 pytestmark = pytest.mark.testbed
 
