@@ -25,18 +25,17 @@ description:
     instance stays only if it still fits there; otherwise it is placed anew and RV(placements[].moved_from)
     names its old worker.
   - The module never changes anything; it always reports C(changed=false).
-  - The service requests come either from O(services) or from an Oakestra SLA v2 deployment
-    descriptor in O(descriptor), which is validated first; all of its field errors are reported at once.
-    Descriptor values are treated as data and never templated or evaluated.
+  - The service requests typically come from M(grove.edge.descriptor), which validates an Oakestra
+    SLA v2 deployment descriptor and returns them as RV(grove.edge.descriptor#module:services).
 author:
   - Grove developers (@grove)
 options:
   services:
     description:
       - The service instances to place.
-      - Mutually exclusive with O(descriptor); one of the two is required.
     type: list
     elements: dict
+    required: true
     suboptions:
       service:
         description:
@@ -110,22 +109,6 @@ options:
             port never share a worker.
         type: list
         elements: str
-  descriptor:
-    description:
-      - An Oakestra SLA v2 deployment descriptor (V(sla_version), V(customerID), V(applications)).
-      - Every microservice of every application is placed, O(instances) times each.
-      - Mutually exclusive with O(services); one of the two is required.
-    type: dict
-  instances:
-    description:
-      - With O(descriptor), how many instances of each microservice to place, numbered from 0.
-    type: int
-    default: 1
-  instance_counts:
-    description:
-      - With O(descriptor), per-service instance counts that override O(instances), keyed by
-        fully qualified service name.
-    type: dict
   clusters:
     description:
       - "The infrastructure, as C({cluster_name: {workers: {worker_name: facts}}}) where C(facts)
@@ -191,10 +174,9 @@ EXAMPLES = r"""
   run_once: true
   register: plan
 
-- name: Place every microservice of a deployment descriptor, two instances each
+- name: Place every microservice of a deployment descriptor
   grove.edge.schedule:
-    descriptor: "{{ lookup('ansible.builtin.file', 'clientsrvr.json') | from_json }}"
-    instances: 2
+    services: "{{ descriptor_plan.services }}"
     clusters: "{{ grove_clusters }}"
     fail_on_unplaced: false
   delegate_to: localhost
@@ -300,40 +282,10 @@ failures:
       sample:
         edge1/worker1: needs 2 vcpus, 1 free
         edge1/worker2: "no 'container' runtime (has: none)"
-instance_args:
-  description:
-    - With O(descriptor), the options of M(grove.edge.instance) for each service, keyed by fully
-      qualified service name; all values are taken from the descriptor verbatim.
-  returned: when O(descriptor) is given and valid
-  type: dict
-  sample:
-    clientsrvr.test.nginx.test:
-      service: clientsrvr.test.nginx.test
-      image: docker.io/library/nginx:latest
-      cmd: []
-      args: []
-      env: [MODE=edge]
-      memory: 100
-      vcpus: 1
-      vgpus: 0
-      storage: 0
-      ports: 6080:80/tcp
-      bandwidth_in: 0
-      bandwidth_out: 0
-      privileged: false
-      one_shot: false
-      labels:
-        grove.service: clientsrvr.test.nginx.test
-        grove.application: clientsrvr.test
-        grove.microservice: nginx.test
 """
 
 # Ansible wants the documentation before any import (validate-modules: import-before-documentation).
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.grove.edge.plugins.module_utils._descriptor import (
-    parse_descriptor,
-    validate_descriptor,
-)
 from ansible_collections.grove.edge.plugins.module_utils._scheduler import (
     SchedulerInputError,
     schedule,
@@ -363,44 +315,11 @@ SERVICE_SPEC = dict(
 )
 
 ARGUMENT_SPEC = dict(
-    services=dict(type="list", elements="dict", options=SERVICE_SPEC),
-    descriptor=dict(type="dict"),
-    instances=dict(type="int", default=1),
-    instance_counts=dict(type="dict"),
+    services=dict(type="list", elements="dict", options=SERVICE_SPEC, required=True),
     clusters=dict(type="dict", required=True),
     strategy=dict(type="str", choices=["spread", "pack"], default="spread"),
     fail_on_unplaced=dict(type="bool", default=True),
 )
-
-
-def _instance_count(module, fqn, counts):
-    count = counts.get(fqn, module.params["instances"])
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        module.fail_json(msg=f"instance_counts.{fqn}: must be a non-negative integer, not {count!r}")
-    return count
-
-
-def requests_from_descriptor(module):
-    """Service requests and instance module options for every microservice of the descriptor."""
-    errors = validate_descriptor(module.params["descriptor"])
-    if errors:
-        module.fail_json(
-            msg="invalid deployment descriptor:\n" + "\n".join(str(error) for error in errors),
-            errors=[{"path": error.path, "reason": error.reason} for error in errors],
-        )
-    services = parse_descriptor(module.params["descriptor"]).microservices()
-    counts = module.params["instance_counts"] or {}
-    unknown = sorted(set(counts) - {service.fqn for service in services})
-    if unknown:
-        module.fail_json(msg="instance_counts names services the descriptor lacks: " + ", ".join(unknown))
-    if module.params["instances"] < 0:
-        module.fail_json(msg="instances: must not be negative")
-    requests = [
-        service.to_schedule_request(list(range(_instance_count(module, service.fqn, counts))))
-        for service in services
-    ]
-    instance_args = {service.fqn: service.to_instance_args() for service in services}
-    return requests, instance_args
 
 
 def describe_failures(failures):
@@ -417,17 +336,11 @@ def describe_failures(failures):
 def main():
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
-        mutually_exclusive=[("services", "descriptor")],
-        required_one_of=[("services", "descriptor")],
         supports_check_mode=True,
     )
     result = dict(changed=False)
-    if module.params["descriptor"] is not None:
-        services, result["instance_args"] = requests_from_descriptor(module)
-    else:
-        services = module.params["services"]
     try:
-        plan = schedule(services, module.params["clusters"], module.params["strategy"])
+        plan = schedule(module.params["services"], module.params["clusters"], module.params["strategy"])
     except SchedulerInputError as error:
         module.fail_json(msg=f"cannot schedule: {error}", **result)
     result.update(plan)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.grove.edge.plugins.modules import descriptor as descriptor_module
 from ansible_collections.grove.edge.plugins.modules import schedule as module
 
 MODULE_FILE = Path(module.__file__)
+DESCRIPTOR_MODULE_FILE = Path(descriptor_module.__file__)
 COLLECTIONS_ROOT = Path(__file__).resolve().parents[7]
 HOSTILE = "{{ lookup('pipe','id') }}"
 
@@ -66,11 +68,11 @@ DESCRIPTOR = {
 }
 
 
-def run_module(tmp_path, **args):
+def run_module(tmp_path, module_file=MODULE_FILE, **args):
     args_file = tmp_path / "args.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     process = subprocess.run(
-        [sys.executable, str(MODULE_FILE), str(args_file)],
+        [sys.executable, str(module_file), str(args_file)],
         env={"PYTHONPATH": str(COLLECTIONS_ROOT), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
         capture_output=True,
         text=True,
@@ -174,8 +176,16 @@ def test_can_report_unplaced_instances_without_failing(tmp_path):
     assert [f["instance_number"] for f in result["failures"]] == [4]
 
 
-def test_descriptor_input(tmp_path):
-    result = run_module(tmp_path, descriptor=DESCRIPTOR, instances=2, clusters=CLUSTERS)
+def test_services_are_required(tmp_path):
+    result = run_module(tmp_path, clusters=CLUSTERS)
+    assert result["failed"] is True
+    assert "services" in result["msg"]
+
+
+def test_places_what_the_descriptor_module_lists(tmp_path):
+    plan = run_module(tmp_path, module_file=DESCRIPTOR_MODULE_FILE, content=DESCRIPTOR, instances=2)
+    assert "failed" not in plan, plan.get("msg")
+    result = run_module(tmp_path, services=plan["services"], clusters=CLUSTERS)
     assert "failed" not in result, result.get("msg")
     assert [(p["service"], p["instance_number"], p["worker"]) for p in result["placements"]] == [
         ("clientsrvr.test.curl.test", 0, "w1"),
@@ -183,55 +193,6 @@ def test_descriptor_input(tmp_path):
         ("clientsrvr.test.nginx.test", 0, "w1"),
         ("clientsrvr.test.nginx.test", 1, "w2"),
     ]
-    curl = result["instance_args"]["clientsrvr.test.curl.test"]
-    assert curl["cmd"] == ["sh", "-c", HOSTILE]
-    assert curl["env"] == [f"X={HOSTILE}"]
-    assert curl["ports"] == "9080:9080/tcp"
-
-
-def test_descriptor_instance_counts(tmp_path):
-    result = run_module(
-        tmp_path,
-        descriptor=DESCRIPTOR,
-        instances=0,
-        instance_counts={"clientsrvr.test.nginx.test": 1},
-        clusters=CLUSTERS,
-    )
-    assert [(p["service"], p["instance_number"]) for p in result["placements"]] == [
-        ("clientsrvr.test.nginx.test", 0)
-    ]
-    bad = run_module(
-        tmp_path, descriptor=DESCRIPTOR, instance_counts={"no.such.service.x": 1}, clusters=CLUSTERS
-    )
-    assert bad["failed"] is True
-    assert "no.such.service.x" in bad["msg"]
-
-
-def test_descriptor_errors_are_all_reported(tmp_path):
-    broken = json.loads(json.dumps(DESCRIPTOR))
-    broken["sla_version"] = "v9"
-    broken["applications"][0]["microservices"][1]["port"] = "0:80"
-    broken["applications"][0]["microservices"][1]["addresses"] = {"rr_ip": "10.99.0.1"}
-    result = run_module(tmp_path, descriptor=broken, clusters=CLUSTERS)
-    assert result["failed"] is True
-    assert result["msg"].splitlines()[0] == "invalid deployment descriptor:"
-    assert [error["path"] for error in result["errors"]] == [
-        "sla_version",
-        "applications[0].microservices[1].port",
-        "applications[0].microservices[1].addresses.rr_ip",
-    ]
-    assert (
-        "applications[0].microservices[1].addresses.rr_ip: 10.99.0.1 is outside 10.30.0.0/16" in result["msg"]
-    )
-
-
-def test_services_and_descriptor_are_exclusive(tmp_path):
-    result = run_module(tmp_path, services=[{"service": "a.b.c.d"}], descriptor=DESCRIPTOR, clusters=CLUSTERS)
-    assert result["failed"] is True
-    assert "mutually exclusive" in result["msg"]
-    result = run_module(tmp_path, clusters=CLUSTERS)
-    assert result["failed"] is True
-    assert "one of the following is required" in result["msg"]
 
 
 def test_malformed_facts_fail_cleanly(tmp_path):
