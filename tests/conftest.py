@@ -27,5 +27,3 @@ def testbed_two_clusters(testbed_session) -> Testbed:
     bed = testbed_session(2, 2)
     ensure_containerd(bed)
     return bed
-
-

@@ -24,7 +24,7 @@ def _live_processes() -> frozenset[str]:
             cmdline = raw_cmdline.replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        state = stat[stat.rindex(")") + 2:].split()[0]
+        state = stat[stat.rindex(")") + 2 :].split()[0]
         # Zombies own nothing but a pid; this machine's PID 1 never reaps orphans, so they pile up.
         if state != "Z" and cmdline and int(entry) != os.getpid():
             found.add(f"{entry} {cmdline.strip()}")

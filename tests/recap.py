@@ -11,7 +11,10 @@ def recap(stdout: str) -> dict[str, dict[str, int]]:
     hosts = {}
     for host, ok, changed, unreachable, failed in _RECAP.findall(stdout):
         hosts[host] = {
-            "ok": int(ok), "changed": int(changed), "unreachable": int(unreachable), "failed": int(failed),
+            "ok": int(ok),
+            "changed": int(changed),
+            "unreachable": int(unreachable),
+            "failed": int(failed),
         }
     if not hosts:
         raise AssertionError(f"no PLAY RECAP in:\n{stdout}")

@@ -33,6 +33,11 @@ def instances_on(bed: Testbed) -> dict[str, dict]:
     return found
 
 
+def undeploy(bed: Testbed, *args: str):
+    # The seed's curl client ignores SIGTERM (sh as PID 1): don't wait the default 10 s for it.
+    return bed.playbook(UNDEPLOY, *args, "-e", "grove_stop_timeout=2")
+
+
 @pytest.fixture
 def seed_file(tmp_path):
     return write(tmp_path, SEED)
@@ -50,12 +55,12 @@ def test_seed_app_deploys_serves_is_idempotent_and_undeploys(testbed: Testbed, s
     second = testbed.playbook(DEPLOY, "-e", f"descriptor={seed_file}")
     assert total_changed(second.stdout) == 0
 
-    testbed.playbook(UNDEPLOY, "-e", f"descriptor={seed_file}")
+    undeploy(testbed, "-e", f"descriptor={seed_file}")
     assert not [i for i in instances_on(testbed) if i.startswith("clientsrvr.")]
 
 
 def test_check_mode_prints_the_placement_and_starts_nothing(testbed: Testbed, seed_file):
-    testbed.playbook(UNDEPLOY, "-e", f"descriptor={seed_file}")
+    undeploy(testbed, "-e", f"descriptor={seed_file}")
     out = testbed.playbook(DEPLOY, "--check", "-e", f"descriptor={seed_file}").stdout
     assert "clientsrvr.test.nginx.test.instance.0 -> cluster1/" in out
     assert not [i for i in instances_on(testbed) if i.startswith("clientsrvr.")]
@@ -93,7 +98,7 @@ def test_instance_counts_scale_up_and_down_and_undeploy_narrows(testbed: Testbed
         assert "clientsrvr.test.curl.test.instance.1" not in running
         assert "clientsrvr.test.curl.test.instance.0" in running
     finally:
-        testbed.playbook(UNDEPLOY, "-e", f"descriptor={seed_file}")
+        undeploy(testbed, "-e", f"descriptor={seed_file}")
 
 
 def test_hostile_descriptor_values_stay_data(testbed: Testbed, tmp_path):
@@ -129,7 +134,7 @@ def test_hostile_descriptor_values_stay_data(testbed: Testbed, tmp_path):
         ).stdout
         assert env.strip() == HOSTILE
     finally:
-        testbed.playbook(UNDEPLOY, "-e", f"descriptor={path}")
+        undeploy(testbed, "-e", f"descriptor={path}")
 
 
 def test_direct_constraint_lands_on_the_named_cluster_and_node(testbed_two_clusters: Testbed, tmp_path):
@@ -145,7 +150,7 @@ def test_direct_constraint_lands_on_the_named_cluster_and_node(testbed_two_clust
         page = fetch(f"http://{testbed_two_clusters.hosts['c2w2']['ansible_host']}:6080/")
         assert "Welcome to nginx!" in page
     finally:
-        testbed_two_clusters.playbook(UNDEPLOY, "-e", f"descriptor={path}")
+        undeploy(testbed_two_clusters, "-e", f"descriptor={path}")
 
 
 def test_unplaceable_descriptor_names_the_oakestra_status(testbed: Testbed, tmp_path):

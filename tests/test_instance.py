@@ -197,3 +197,52 @@ def test_hostile_strings_reach_the_container_verbatim(testbed: Testbed):
         assert json.loads(args)["Spec"]["process"]["args"][-2:] == [HOSTILE, "$(id)"]
     finally:
         testbed.playbook(playbook, extravars={"target": "c1w2", "instance_state": "absent"})
+
+
+def test_bandwidth_limits_shape_the_instance_link(testbed: Testbed):
+    args = dict(
+        CURL, service="grovetest.test.shaped.test", subnet="10.18.2.0/24", bandwidth_in=800, bandwidth_out=400
+    )
+    assert "tbf" not in testbed.host_shell("c1w2", ["tc", "qdisc", "show"]).stdout
+    instance = "grovetest.test.shaped.test.instance.0"
+    try:
+        result = testbed.module("c1w2", "grove.edge.instance", args)
+        assert not result.get("failed"), result
+        # The CNI bandwidth plugin shapes the worker's side of the instance's veth (and an ifb).
+        qdiscs = testbed.host_shell("c1w2", ["tc", "qdisc", "show"]).stdout
+        assert "tbf" in qdiscs, qdiscs
+    finally:
+        testbed.module(
+            "c1w2",
+            "grove.edge.instance",
+            {"service": args["service"], "instance_number": 0, "state": "absent", "stop_timeout": 2},
+        )
+    assert traces(testbed, "c1w2", instance) == {}
+    assert "tbf" not in testbed.host_shell("c1w2", ["tc", "qdisc", "show"]).stdout
+
+
+def test_a_failing_step_names_the_instance_the_step_and_containerd_stderr(testbed: Testbed):
+    args = dict(
+        CURL,
+        service="grovetest.test.missing.test",
+        image="docker.io/library/nosuchimage:latest",
+        subnet="10.18.2.0/24",
+    )
+    result = testbed.module("c1w2", "grove.edge.instance", args)
+    assert result["failed"] is True
+    assert result["msg"].startswith("instance grovetest.test.missing.test.instance.0: pull image")
+    assert "not found" in result["stderr"] or "404" in result["stderr"], result["stderr"]
+    assert traces(testbed, "c1w2", "grovetest.test.missing.test.instance.0") == {}
+
+
+def test_diff_mode_shows_what_would_change(testbed: Testbed):
+    nginx_playbook(testbed)
+    proc = testbed.playbook(
+        REPO / "tests" / "playbooks" / "instance_nginx.yml",
+        "--check",
+        "--diff",
+        extravars={"target": "c1w1", "instance_state": "absent"},
+    )
+    assert '-    "state": "started"' in proc.stdout or '"state": "absent"' in proc.stdout, proc.stdout
+    assert recap(proc.stdout)["c1w1"]["changed"] == 1
+    assert "Welcome to nginx!" in fetch(f"http://{testbed.hosts['c1w1']['ansible_host']}:6080/")

@@ -18,8 +18,14 @@ def test_molecule_scenario_passes_with_idempotence(testbed_session, role):
     # proves that a second converge changes nothing.
     grove("testbed", "down")
     forget_testbed()
-    proc = subprocess.run(["molecule", "test"], cwd=REPO / "roles" / role, env=ansible_env(),
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["molecule", "test"],
+        cwd=REPO / "roles" / role,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     forget_testbed()
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]

@@ -45,18 +45,26 @@ def test_no_route_leaves_the_machine(testbed: Testbed):
         assert "eth0" not in route.stdout, route.stdout
     for name, hostvars in testbed.hosts.items():
         netns = hostvars["grove_testbed_netns"]
-        routes = subprocess.run(["ip", "-n", netns, "route", "show", "default"],
-                                capture_output=True, text=True, check=True).stdout
+        routes = subprocess.run(
+            ["ip", "-n", netns, "route", "show", "default"], capture_output=True, text=True, check=True
+        ).stdout
         assert routes.strip() == "", f"{name} has a default route: {routes}"
 
 
 def test_registry_serves_the_seed_images(testbed: Testbed):
-    proc = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "docker://10.99.0.1:5000/library/nginx:latest"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "docker://10.99.0.1:5000/library/nginx:latest"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(proc.stdout)["Architecture"]
-    proc = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
-                           "docker://10.99.0.1:5000/curlimages/curl:latest"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "docker://10.99.0.1:5000/curlimages/curl:latest"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(proc.stdout)["Digest"].startswith("sha256:")
 
 
@@ -93,8 +101,9 @@ def test_down_cleans_up_after_a_crash_half_way_through_up(testbed_session):
     grove("testbed", "down")
     forget_testbed()
     before = Snapshot.take()
-    crashed = grove("testbed", "up", "--workers", "3", check=False,
-                    env={"GROVE_TESTBED_CRASH_AFTER_HOSTS": "2"})
+    crashed = grove(
+        "testbed", "up", "--workers", "3", check=False, env={"GROVE_TESTBED_CRASH_AFTER_HOSTS": "2"}
+    )
     assert crashed.returncode == 70
     assert any(n.startswith("grove-") for n in Snapshot.take().netns)
     grove("testbed", "down")

@@ -74,10 +74,13 @@ class Testbed:
             argv.append("--check")
         proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), cwd=REPO, check=False)
         # Ad hoc output is "<host> | <STATUS> => <JSON result>".
-        head = re.search(rf"^{re.escape(host)} \| [A-Z]+ => ", proc.stdout, re.MULTILINE)
+        head = re.search(rf"^{re.escape(host)} \| ([A-Z]+)!? => ", proc.stdout, re.MULTILINE)
         if head is None:
             raise AssertionError(f"{module} on {host}: no result: {proc.stdout}\n{proc.stderr}")
-        return json.JSONDecoder().raw_decode(proc.stdout[head.end() :])[0]
+        result = json.JSONDecoder().raw_decode(proc.stdout[head.end() :])[0]
+        # The ad hoc display drops "failed"; its status word ("FAILED!") carries it.
+        result["failed"] = head.group(1) == "FAILED"
+        return result
 
     def host_shell(self, host: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command on a worker host over SSH, as Ansible would reach it."""

@@ -168,6 +168,7 @@ def _write_inventory(hosts: list[Host], key: Path) -> Path:
                 "ansible_python_interpreter": SYSTEM_PYTHON,
                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
                 "containerd_registry_mirrors": {"docker.io": [f"http://{layout.registry_address()}"]},
+                "containerd_registry_fallback_to_upstream": False,
                 "grove_testbed": True,
             },
             "children": clusters,
