@@ -13,7 +13,17 @@ def _lines(argv: list[str]) -> frozenset[str]:
     return frozenset(line.strip() for line in out.splitlines() if line.strip())
 
 
+def _namespaces(pid: str) -> tuple[int, int] | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino, os.stat(f"/proc/{pid}/ns/mnt").st_ino
+    except OSError:
+        return None
+
+
 def _live_processes() -> frozenset[str]:
+    """Processes the test bed could leave: any in another network or mount namespace than ours,
+    and any whose command line names Grove (the registry, host init); not the machine's others."""
+    ours = _namespaces("self")
     found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -26,7 +36,10 @@ def _live_processes() -> frozenset[str]:
             continue
         state = stat[stat.rindex(")") + 2 :].split()[0]
         # Zombies own nothing but a pid; this machine's PID 1 never reaps orphans, so they pile up.
-        if state != "Z" and cmdline and int(entry) != os.getpid():
+        if state == "Z" or not cmdline or int(entry) == os.getpid():
+            continue
+        namespaces = _namespaces(entry)
+        if (namespaces is not None and namespaces != ours) or "grove" in cmdline:
             found.add(f"{entry} {cmdline.strip()}")
     return frozenset(found)
 

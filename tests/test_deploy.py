@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 
 import pytest
 from recap import recap, total_changed
@@ -116,22 +115,7 @@ def test_hostile_descriptor_values_stay_data(testbed: Testbed, tmp_path):
         assert "uid=" not in out
         instance = "hostile.test.curl.test.instance.0"
         worker = instances_on(testbed)[instance]["worker"]
-        env = testbed.host_shell(
-            worker,
-            [
-                "ctr",
-                "-n",
-                "grove",
-                "task",
-                "exec",
-                "--exec-id",
-                f"e{time.monotonic_ns()}",
-                instance,
-                "sh",
-                "-c",
-                'echo "$PAYLOAD"',
-            ],
-        ).stdout
+        env = testbed.exec_in(worker, instance, "sh", "-c", 'echo "$PAYLOAD"').stdout
         assert env.strip() == HOSTILE
     finally:
         undeploy(testbed, "-e", f"descriptor={path}")

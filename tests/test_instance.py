@@ -112,33 +112,13 @@ def test_curl_client_runs_and_task_exec_reaches_nginx_on_another_worker(testbed:
         url = f"http://{testbed.hosts['c1w1']['ansible_host']}:6080/"
         deadline = time.monotonic() + 30
         while True:
-            proc = testbed.host_shell(
-                "c1w2",
-                [
-                    "ctr",
-                    "-n",
-                    "grove",
-                    "task",
-                    "exec",
-                    "--exec-id",
-                    f"t{time.monotonic_ns()}",
-                    CURL_ID,
-                    "curl",
-                    "-fsS",
-                    url,
-                ],
-                check=False,
-            )
+            proc = testbed.exec_in("c1w2", CURL_ID, "curl", "-fsS", url, check=False)
             if proc.returncode == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
         assert "Welcome to nginx!" in proc.stdout, proc.stderr
     finally:
-        testbed.module(
-            "c1w2",
-            "grove.edge.instance",
-            {"service": CURL["service"], "instance_number": 0, "state": "absent", "stop_timeout": 2},
-        )
+        testbed.remove_instance("c1w2", CURL["service"])
 
 
 def test_check_mode_reports_a_change_and_touches_nothing(testbed: Testbed):
@@ -164,11 +144,7 @@ def test_a_changed_spec_recreates_the_instance_and_limits_apply(testbed: Testbed
         )
         assert limit.stdout.strip() == str(96 * 1024 * 1024), limit.stderr
     finally:
-        testbed.module(
-            "c1w2",
-            "grove.edge.instance",
-            {"service": CURL["service"], "instance_number": 0, "state": "absent", "stop_timeout": 2},
-        )
+        testbed.remove_instance("c1w2", CURL["service"])
 
 
 def test_hostile_strings_reach_the_container_verbatim(testbed: Testbed):
@@ -176,22 +152,7 @@ def test_hostile_strings_reach_the_container_verbatim(testbed: Testbed):
     instance = "grovetest.test.hostile.test.instance.0"
     try:
         testbed.playbook(playbook, extravars={"target": "c1w2"})
-        echo = testbed.host_shell(
-            "c1w2",
-            [
-                "ctr",
-                "-n",
-                "grove",
-                "task",
-                "exec",
-                "--exec-id",
-                "env",
-                instance,
-                "sh",
-                "-c",
-                'echo "$HOSTILE|$SHELLISH"',
-            ],
-        ).stdout
+        echo = testbed.exec_in("c1w2", instance, "sh", "-c", 'echo "$HOSTILE|$SHELLISH"').stdout
         assert echo.strip() == f"{HOSTILE}|$(id) `id`; rm -rf /"
         args = testbed.host_shell("c1w2", ["sh", "-c", f"ctr -n grove containers info {instance}"]).stdout
         assert json.loads(args)["Spec"]["process"]["args"][-2:] == [HOSTILE, "$(id)"]
@@ -212,11 +173,7 @@ def test_bandwidth_limits_shape_the_instance_link(testbed: Testbed):
         qdiscs = testbed.host_shell("c1w2", ["tc", "qdisc", "show"]).stdout
         assert "tbf" in qdiscs, qdiscs
     finally:
-        testbed.module(
-            "c1w2",
-            "grove.edge.instance",
-            {"service": args["service"], "instance_number": 0, "state": "absent", "stop_timeout": 2},
-        )
+        testbed.remove_instance("c1w2", args["service"])
     assert traces(testbed, "c1w2", instance) == {}
     assert "tbf" not in testbed.host_shell("c1w2", ["tc", "qdisc", "show"]).stdout
 

@@ -108,3 +108,16 @@ def test_down_cleans_up_after_a_crash_half_way_through_up(testbed_session):
     assert any(n.startswith("grove-") for n in Snapshot.take().netns)
     grove("testbed", "down")
     assert _wait_clean(before) == {}
+
+
+def test_bad_shapes_are_refused_and_the_running_bed_is_kept(testbed: Testbed):
+    for args, reason in (
+        (["--clusters", "0"], "--clusters must be between 1 and"),
+        (["--workers", "201"], "--workers must be between 1 and"),
+        (["--clusters", "2"], "run `grove testbed down` first"),
+    ):
+        proc = grove("testbed", "up", *args, check=False)
+        assert proc.returncode == 2
+        assert reason in proc.stderr
+    assert "NOT ANSWERING" not in grove("testbed", "status").stdout
+    assert testbed.host_shell("c1w1", ["hostname"]).stdout.strip() == "c1w1"

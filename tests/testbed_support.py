@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,23 @@ class Testbed:
         # The ad hoc display drops "failed"; its status word ("FAILED!") carries it.
         result["failed"] = head.group(1) == "FAILED"
         return result
+
+    def exec_in(
+        self, host: str, instance: str, *argv: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`ctr task exec` into an instance on its worker, as the seed's walkthrough does."""
+        exec_id = f"t{time.monotonic_ns()}"
+        return self.host_shell(
+            host, ["ctr", "-n", "grove", "task", "exec", "--exec-id", exec_id, instance, *argv], check=check
+        )
+
+    def remove_instance(self, host: str, service: str, number: int = 0) -> None:
+        result = self.module(
+            host,
+            "grove.edge.instance",
+            {"service": service, "instance_number": number, "state": "absent", "stop_timeout": 2},
+        )
+        assert not result["failed"], result
 
     def host_shell(self, host: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command on a worker host over SSH, as Ansible would reach it."""
