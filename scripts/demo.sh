@@ -40,8 +40,8 @@ ansible -i "$inv" "$curl_worker" -m ansible.builtin.command \
   -a "ctr -n grove task exec --exec-id demo clientsrvr.test.curl.test.instance.0 curl -fsS $url" \
   | grep -E '<title>|<h1>|CHANGED|FAILED'
 
-step "Done. To tear down:"
+step "Done. To tear down (from $PWD):"
 cat <<EOT
-  ansible-playbook -i $inv playbooks/undeploy.yml -e descriptor=$DESCRIPTOR   # remove the app
+  .venv/bin/ansible-playbook -i $inv playbooks/undeploy.yml -e descriptor=$DESCRIPTOR   # remove the app
   .venv/bin/grove testbed down                                                  # remove the test bed
 EOT
