@@ -16,7 +16,7 @@ import yaml
 from grove.testbed import layout, registry
 from grove.testbed.commands import TestbedError, run, wait_until
 from grove.testbed.layout import Host
-from grove.testbed.processes import kill_and_wait, pids_in_namespaces, pids_with_cmdline
+from grove.testbed.processes import kill_and_wait, mnt_inodes_of, pids_in_namespaces, pids_with_cmdline
 
 log = logging.getLogger("grove.testbed")
 
@@ -197,6 +197,8 @@ def up(clusters: int = 1, workers: int = 2, *, with_images: bool = True) -> Path
             _answers_ssh(h["address"]) for h in state["hosts"]
         ) and registry.answers():
             log.info("test bed already up with %d cluster(s) of %d worker(s)", clusters, workers)
+            if with_images:
+                _publish_images()  # from the cache, and only what the registry lacks
             return inventory_path()
         if state.get("complete") and (state["clusters"], state["workers"]) != (clusters, workers):
             raise TestbedError(
@@ -238,16 +240,6 @@ def _netns_inode(name: str) -> int | None:
         return None
 
 
-def _mnt_inodes_of(pids: set[int]) -> set[int]:
-    inodes = set()
-    for pid in pids:
-        try:
-            inodes.add(os.stat(f"/proc/{pid}/ns/mnt").st_ino)
-        except OSError:
-            pass
-    return inodes
-
-
 def testbed_netns() -> list[str]:
     proc = run(["ip", "netns", "list"], check=False)
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
@@ -261,7 +253,7 @@ def down() -> None:
     net_inodes = {i for i in (_netns_inode(n) for n in names) if i is not None}
     in_hosts = pids_in_namespaces(net_inodes)
     # Shims and containers run in a host's mount namespace but not always in its network one.
-    in_hosts |= pids_in_namespaces(set(), _mnt_inodes_of(in_hosts) - _mnt_inodes_of({os.getpid()}))
+    in_hosts |= pids_in_namespaces(set(), mnt_inodes_of(in_hosts) - mnt_inodes_of({os.getpid()}))
     in_hosts |= pids_with_cmdline(str(HOSTINIT))
     in_hosts |= pids_with_cmdline(str(registry.config_path()))
     if in_hosts:

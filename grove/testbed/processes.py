@@ -26,6 +26,11 @@ def _ppid_and_state(pid: str) -> tuple[int, str] | None:
     return int(fields[1]), fields[0]
 
 
+def mnt_inodes_of(pids: set[int]) -> set[int]:
+    """The mount namespaces the given processes live in."""
+    return {i for i in (_ns_inode(str(pid), "mnt") for pid in pids) if i is not None}
+
+
 def live_pids() -> dict[int, int]:
     """pid -> parent pid of every process that is not a zombie."""
     table = {}
