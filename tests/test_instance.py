@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
+from helpers.instance_checks import leftovers, wait_http
 from recap import recap
 from testbed_support import REPO, Testbed
 
@@ -27,17 +26,9 @@ CURL_ID = "grovetest.test.curl.test.instance.0"
 HOSTILE = "{{ lookup('pipe','id') }}"
 
 
-def fetch(url: str, timeout: float = 30) -> str:
-    """GET url, polling until it answers or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - test bed address
-                return response.read().decode()
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+def fetch(url: str) -> str:
+    """GET a test bed address directly (never through a proxy), polling until nginx answers."""
+    return wait_http(url, contains="Welcome to nginx!")
 
 
 def nginx_playbook(bed: Testbed, state: str = "started"):
@@ -47,26 +38,9 @@ def nginx_playbook(bed: Testbed, state: str = "started"):
     )
 
 
-def traces(bed: Testbed, host: str, instance: str) -> dict[str, str]:
-    """Everything of an instance a host still holds, by kind; empty when it is fully gone."""
-    checks = {
-        "container": ["sh", "-c", "ctr -n grove containers ls -q"],
-        "snapshot": ["sh", "-c", "ctr -n grove snapshots ls"],
-        "netns": ["sh", "-c", "ip netns list"],
-        "ipam": [
-            "sh",
-            "-c",
-            "cat /var/lib/cni/networks/*/* 2>/dev/null; ls /var/lib/cni/results 2>/dev/null",
-        ],
-        "nftables": ["nft", "list", "ruleset"],
-        "task": ["sh", "-c", "ctr -n grove tasks ls -q"],
-    }
-    found = {}
-    for kind, argv in checks.items():
-        out = bed.host_shell(host, argv).stdout
-        if instance in out:
-            found[kind] = out
-    return found
+def traces(bed: Testbed, host: str, instance: str) -> list[str]:
+    """Everything of an instance a host still holds; empty when it is fully gone."""
+    return leftovers(lambda argv: bed.host_shell(host, list(argv), check=False), instance)
 
 
 def test_nginx_serves_on_its_mapped_port_and_rerun_changes_nothing(testbed: Testbed):
@@ -99,7 +73,7 @@ def test_absent_leaves_no_container_snapshot_netns_ipam_or_rule(testbed: Testbed
     assert traces(testbed, "c1w1", NGINX_ID), "the instance should exist before removal"
     removed = nginx_playbook(testbed, "absent")
     assert recap(removed.stdout)["c1w1"]["changed"] == 1
-    assert traces(testbed, "c1w1", NGINX_ID) == {}
+    assert traces(testbed, "c1w1", NGINX_ID) == []
     again = nginx_playbook(testbed, "absent")
     assert recap(again.stdout)["c1w1"]["changed"] == 0
 
@@ -125,7 +99,7 @@ def test_check_mode_reports_a_change_and_touches_nothing(testbed: Testbed):
     args = dict(CURL, service="grovetest.test.check.test", subnet="10.18.2.0/24")
     result = testbed.module("c1w2", "grove.edge.instance", args, check_mode=True)
     assert result["changed"] is True
-    assert traces(testbed, "c1w2", "grovetest.test.check.test.instance.0") == {}
+    assert traces(testbed, "c1w2", "grovetest.test.check.test.instance.0") == []
 
 
 def test_a_changed_spec_recreates_the_instance_and_limits_apply(testbed: Testbed):
@@ -174,7 +148,7 @@ def test_bandwidth_limits_shape_the_instance_link(testbed: Testbed):
         assert "tbf" in qdiscs, qdiscs
     finally:
         testbed.remove_instance("c1w2", args["service"])
-    assert traces(testbed, "c1w2", instance) == {}
+    assert traces(testbed, "c1w2", instance) == []
     assert "tbf" not in testbed.host_shell("c1w2", ["tc", "qdisc", "show"]).stdout
 
 
@@ -189,7 +163,7 @@ def test_a_failing_step_names_the_instance_the_step_and_containerd_stderr(testbe
     assert result["failed"] is True
     assert result["msg"].startswith("instance grovetest.test.missing.test.instance.0: pull image")
     assert "not found" in result["stderr"] or "404" in result["stderr"], result["stderr"]
-    assert traces(testbed, "c1w2", "grovetest.test.missing.test.instance.0") == {}
+    assert traces(testbed, "c1w2", "grovetest.test.missing.test.instance.0") == []
 
 
 def test_diff_mode_shows_what_would_change(testbed: Testbed):

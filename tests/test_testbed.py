@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -51,12 +52,16 @@ def test_no_route_leaves_the_machine(testbed: Testbed):
         assert routes.strip() == "", f"{name} has a default route: {routes}"
 
 
+NO_PROXY_ENV = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
 def test_registry_serves_the_seed_images(testbed: Testbed):
     proc = subprocess.run(
         ["skopeo", "inspect", "--tls-verify=false", "docker://10.99.0.1:5000/library/nginx:latest"],
         capture_output=True,
         text=True,
         check=True,
+        env=NO_PROXY_ENV,
     )
     assert json.loads(proc.stdout)["Architecture"]
     proc = subprocess.run(
@@ -64,6 +69,7 @@ def test_registry_serves_the_seed_images(testbed: Testbed):
         capture_output=True,
         text=True,
         check=True,
+        env=NO_PROXY_ENV,
     )
     assert json.loads(proc.stdout)["Digest"].startswith("sha256:")
 

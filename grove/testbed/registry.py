@@ -17,9 +17,13 @@ def config_path() -> Path:
     return layout.state_dir() / CONFIG_NAME
 
 
+# The registry is on the test bridge: never ask a proxy from the environment to reach it.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _answers(address: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as response:
+        with _DIRECT.open(f"http://{address}/v2/", timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
