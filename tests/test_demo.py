@@ -12,11 +12,23 @@ pytestmark = pytest.mark.testbed
 
 def test_demo_deploys_the_seed_app_and_shows_nginx_from_outside_and_from_the_client(testbed: Testbed):
     seed = str(REPO / "examples" / "clientsrvr.json")
+    # A proxy that answers nothing, on loopback: anything that wrongly sends test bed traffic to a
+    # proxy from the environment fails here instead of carrying it off the machine.
+    dead_proxy = "http://127.0.0.1:9"
+    env = dict(
+        ansible_env(),
+        http_proxy=dead_proxy,
+        https_proxy=dead_proxy,
+        HTTP_PROXY=dead_proxy,
+        HTTPS_PROXY=dead_proxy,
+        no_proxy="",
+        NO_PROXY="",
+    )
     try:
         proc = subprocess.run(
             [str(REPO / "scripts" / "demo.sh")],
             cwd=REPO,
-            env=ansible_env(),
+            env=env,
             capture_output=True,
             text=True,
             check=False,
