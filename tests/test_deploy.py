@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 
 import pytest
 from recap import recap, total_changed
@@ -153,3 +154,34 @@ def test_unplaceable_descriptor_names_the_oakestra_status(testbed: Testbed, tmp_
     assert "clientsrvr.test.nginx.test instance 0: NO_WORKER_CAPACITY" in proc.stdout
     assert f"needs {vcpus + 0.5:g} vcpus" in proc.stdout
     assert not [i for i in instances_on(testbed) if i.startswith("clientsrvr.test.nginx")]
+
+
+def test_instances_of_an_unreachable_worker_move_and_the_stale_copy_goes_when_it_returns(
+    testbed: Testbed, seed_file
+):
+    nginx = "clientsrvr.test.nginx.test.instance.0"
+    testbed.playbook(DEPLOY, "-e", f"descriptor={seed_file}")
+    lost = instances_on(testbed)[nginx]["worker"]
+    (survivor,) = [h for h in testbed.hosts if h != lost]
+    veth = "gv-" + lost
+    subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+    try:
+        proc = testbed.playbook(DEPLOY, "-e", f"descriptor={seed_file}", check=False)
+        assert recap(proc.stdout)[lost]["unreachable"] == 1
+        assert f"{nginx} -> cluster1/{survivor}" in proc.stdout
+        on_survivor = {
+            i["id"] for i in testbed.module(survivor, "grove.edge.node_info", {})["node"]["instances"]
+        }
+        assert nginx in on_survivor
+        assert "Welcome to nginx!" in fetch(f"http://{testbed.hosts[survivor]['ansible_host']}:6080/")
+    finally:
+        subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+    try:
+        # The worker is back with its old copy: the next deploy keeps the moved one, removes the stale one.
+        testbed.playbook(DEPLOY, "-e", f"descriptor={seed_file}", "-e", "grove_stop_timeout=2")
+        running = instances_on(testbed)
+        assert running[nginx]["worker"] == survivor
+        on_lost = {i["id"] for i in testbed.module(lost, "grove.edge.node_info", {})["node"]["instances"]}
+        assert nginx not in on_lost
+    finally:
+        undeploy(testbed, "-e", f"descriptor={seed_file}")
