@@ -56,22 +56,16 @@ NO_PROXY_ENV = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
 
 
 def test_registry_serves_the_seed_images(testbed: Testbed):
-    proc = subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", "docker://10.99.0.1:5000/library/nginx:latest"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=NO_PROXY_ENV,
-    )
-    assert json.loads(proc.stdout)["Architecture"]
-    proc = subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", "docker://10.99.0.1:5000/curlimages/curl:latest"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=NO_PROXY_ENV,
-    )
-    assert json.loads(proc.stdout)["Digest"].startswith("sha256:")
+    for repository in ("library/nginx", "curlimages/curl"):
+        proc = subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", f"docker://10.99.0.1:5000/{repository}:latest"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=NO_PROXY_ENV,
+        )
+        manifest = json.loads(proc.stdout)
+        assert manifest["Digest"].startswith("sha256:") and manifest["Architecture"]
 
 
 def test_second_up_reuses_the_running_bed(testbed: Testbed):

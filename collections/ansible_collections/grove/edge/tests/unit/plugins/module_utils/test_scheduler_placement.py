@@ -6,6 +6,7 @@ import random
 
 import pytest
 from ansible_collections.grove.edge.plugins.module_utils._scheduler import SchedulerInputError, schedule
+from test_scheduler_properties import reordered
 
 SVC = "app.ns.web.ns"
 
@@ -528,18 +529,6 @@ def _busy_infrastructure():
     return services, clusters
 
 
-def _shuffled(clusters, seed):
-    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
-    names = list(clusters)
-    rng.shuffle(names)
-    result = {}
-    for name in names:
-        workers = list(clusters[name]["workers"].items())
-        rng.shuffle(workers)
-        result[name] = {"workers": {worker: copy.deepcopy(facts) for worker, facts in workers}}
-    return result
-
-
 @pytest.mark.parametrize("strategy", ["spread", "pack"])
 def test_same_input_same_output_whatever_the_dict_order(strategy):
     services, clusters = _busy_infrastructure()
@@ -547,7 +536,7 @@ def test_same_input_same_output_whatever_the_dict_order(strategy):
     assert first["placements"] and first["failures"]
     assert schedule(copy.deepcopy(services), copy.deepcopy(clusters), strategy) == first
     for seed in range(5):
-        shuffled = _shuffled(clusters, seed)
+        shuffled = reordered(clusters, seed)
         assert list(shuffled) != list(clusters) or seed  # some orders differ from the original
         again = schedule(copy.deepcopy(services), shuffled, strategy)
         assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)

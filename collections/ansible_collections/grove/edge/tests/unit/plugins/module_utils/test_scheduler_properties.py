@@ -282,7 +282,7 @@ def reordered(clusters, seed):
     for name in names:
         workers = list(clusters[name]["workers"].items())
         rng.shuffle(workers)
-        result[name] = {"workers": dict(workers)}
+        result[name] = {"workers": {worker: copy.deepcopy(facts) for worker, facts in workers}}
     return result
 
 
