@@ -12,9 +12,6 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "collections"))
 
 from ansible_collections.grove.edge.plugins.module_utils._scheduler import schedule
 

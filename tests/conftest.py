@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import fcntl
+
 import pytest
 from machine import Snapshot
 from testbed_support import Testbed, bring_up, ensure_containerd, forget_testbed, grove, needs_root
+
+# There is one test bed per machine (its names and address ranges are fixed): two test runs at once
+# would tear down each other's hosts, so a run holds this lock for as long as it uses the test bed.
+TESTBED_LOCK = "/run/lock/grove-testbed.lock"
 
 
 @pytest.fixture(scope="session")
 def testbed_session():
     needs_root()
-    yield bring_up
+    with open(TESTBED_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield bring_up
+        _tear_down_and_check()
+
+
+def _tear_down_and_check() -> None:
     grove("testbed", "down")
     forget_testbed()
     # Whatever the tests did, removing the test bed must leave none of its parts behind.

@@ -17,7 +17,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO / "collections"))
 
 
 def grove(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess[str]:
