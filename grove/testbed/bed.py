@@ -170,6 +170,8 @@ def _write_inventory(hosts: list[Host], key: Path) -> Path:
                 "containerd_registry_mirrors": {"docker.io": [f"http://{layout.registry_address()}"]},
                 "containerd_registry_fallback_to_upstream": False,
                 "grove_testbed": True,
+                # playbooks/workers.yml connects the hosts' instance subnets (role grove_network).
+                "grove_network_enabled": True,
             },
             "children": clusters,
         }

@@ -37,6 +37,7 @@ PRIVATE_PATHS = (
     "/var/lib/cni",
     "/var/log/grove",
     "/run/grove",
+    "/etc/grove",
 )
 
 
