@@ -12,10 +12,10 @@ version_added: 0.1.0
 description:
   - Every worker keeps its instance subnet (the range its instances get their addresses from) in a
     small JSON file, together with the subnets of all workers it knew at the last run. The hosts
-    are the record: a subnet stays with its worker for the worker's life, whatever happens to the
+    are the record, so a subnet stays with its worker for the worker's life, whatever happens to the
     inventory.
   - Without O(subnet) the module only reads the record and never changes anything; the
-    M(grove.edge.network_plan#filter) filter then plans the subnets of all workers from the
+    P(grove.edge.network_plan#filter) filter then plans the subnets of all workers from the
     records and the inventory, and a second call with O(subnet) writes each worker's share.
   - The file is replaced atomically (written aside, then renamed).
 author:

@@ -25,9 +25,9 @@ description:
   - The table is always replaced whole, in one C(nft -f) transaction, so packets never see half
     the rules. The module renders the table, compares it with the live one, and changes nothing
     when they match.
-  - Give the complete list of services on every call: services missing from it lose their
+  - Give the complete list of services on every call; services missing from it lose their
     rules. M(grove.edge.service_address_info) reads the live table back, and the
-    M(grove.edge.service_table#filter) filter builds the complete list for playbooks.
+    P(grove.edge.service_table#filter) filter builds the complete list for playbooks.
 author:
   - Grove developers (@grove)
 options:

@@ -15,7 +15,7 @@ description:
     live table is the record of which service has which address, also for services without
     running instances.
   - Playbooks without a store use it to keep existing addresses stable and to detect a fixed
-    C(rr_ip) that another service already has (see the M(grove.edge.service_table#filter) filter).
+    C(rr_ip) that another service already has (see the P(grove.edge.service_table#filter) filter).
 author:
   - Grove developers (@grove)
 options:
