@@ -36,6 +36,13 @@ options:
     type: list
     elements: str
     default: []
+  leaving:
+    description:
+      - Ids of instances that are about to be removed. They are no backends any more, so that the
+        tables can be updated before the instances stop and no new connection reaches them.
+    type: list
+    elements: str
+    default: []
   info_var:
     description: Name of the registered result of M(grove.edge.service_address_info) on each host.
     type: str
@@ -94,14 +101,22 @@ def recorded_services(hosts, info_var):
 
 
 def service_table(
-    services, hosts, removed=None, info_var="grove_service_address_info", facts_var="grove_node_info"
+    services,
+    hosts,
+    *,
+    removed=None,
+    leaving=None,
+    info_var="grove_service_address_info",
+    facts_var="grove_node_info",
 ):
     hosts = list(hosts)
+    leaving = set(leaving or [])
     instances = []
     for host in hosts:
         registered = host.get(facts_var)
         if _ok(registered):
-            instances += (registered.get("node") or {}).get("instances") or []
+            found = (registered.get("node") or {}).get("instances") or []
+            instances += [instance for instance in found if instance.get("id") not in leaving]
     try:
         return desired_services(
             [dict(s) for s in services],

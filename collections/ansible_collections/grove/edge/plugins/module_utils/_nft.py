@@ -11,7 +11,6 @@ rule (symbolic chain priorities) is normalised.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 FAMILIES = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
@@ -19,8 +18,6 @@ FAMILIES = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
 _PRIORITY_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
 _PRIORITY = re.compile(r"\bpriority (raw|mangle|dstnat|filter|security|srcnat)(?: ([+-]) (\d+))?;")
 _MISSING = ("No such file or directory", "does not exist")
-
-Runner = Callable[..., "tuple[int, str, str]"]
 
 
 class NftError(RuntimeError):
@@ -81,7 +78,7 @@ def delete_script(family: str, name: str) -> str:
 class Nft:
     """The nft CLI, through a `run(argv, data=None)` callable returning (rc, stdout, stderr)."""
 
-    def __init__(self, run: Runner, nft: str = "nft") -> None:
+    def __init__(self, run, nft: str = "nft") -> None:
         self._run = run
         self._nft = nft
 

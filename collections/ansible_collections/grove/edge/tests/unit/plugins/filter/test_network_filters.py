@@ -95,6 +95,20 @@ def test_service_table_keeps_the_majority_record_and_collects_backends_from_ever
         {"service": "old.app.web.ns", "rr_ip": "10.30.4.4", "ports": ["80/tcp"], "backends": ["10.18.2.3"]},
     ]
     assert service_table([], hosts, removed=["old.app.web.ns"]) == []
+    leaving = service_table(
+        [],
+        [
+            dict(
+                hosts[1],
+                grove_node_info=node_info(
+                    {"id": "x.instance.0", "service": NGINX, "status": "RUNNING", "address": "10.18.2.2"},
+                    {"id": "x.instance.1", "service": NGINX, "status": "RUNNING", "address": "10.18.2.9"},
+                ),
+            )
+        ],
+        leaving=["x.instance.0"],
+    )
+    assert leaving == [dict(table[1], backends=[])]
 
 
 def test_service_table_conflicts_name_both_services():

@@ -29,7 +29,7 @@ def test_explicit_and_recorded_subnets_are_kept_and_skipped_by_allocation():
 
 def test_a_worker_keeps_its_subnet_when_others_are_added_or_removed():
     first = plan_subnets([Member("m"), Member("z")])
-    records = {name: subnet for name, subnet in first.items()}
+    records = dict(first)
     # "a" joins (it sorts first) and nobody else's subnet moves.
     second = plan_subnets(
         [Member("a")] + [Member(n, recorded=s, remembered=first) for n, s in records.items()]

@@ -77,17 +77,17 @@ UNDERLAY = [
 ]
 
 
-def step(module, **args):
-    return {"module": module.__file__, "args": args}
+def step(module, args=None):
+    return {"module": module.__file__, "args": dict(args or {})}
 
 
 def command(*argv):
     return {"command": list(argv)}
 
 
-def in_netns(tmp_path, steps, setup=UNDERLAY):
+def in_netns(tmp_path, steps, setup=None):
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"setup": setup, "steps": steps}))
+    spec.write_text(json.dumps({"setup": UNDERLAY if setup is None else setup, "steps": steps}))
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     proc = subprocess.run(
@@ -121,13 +121,13 @@ def test_overlay_check_mode_apply_rerun_and_removal(tmp_path):
     results = in_netns(
         tmp_path,
         [
-            dict(step(overlay, **OVERLAY), args=dict(OVERLAY, _ansible_check_mode=True, _ansible_diff=True)),
+            step(overlay, {**OVERLAY, "_ansible_check_mode": True, "_ansible_diff": True}),
             command("ip", "link", "show", "grove-vx"),
-            step(overlay, **OVERLAY),
-            step(overlay, **OVERLAY),
+            step(overlay, OVERLAY),
+            step(overlay, OVERLAY),
             *SHOW,
-            step(overlay, state="absent"),
-            step(overlay, state="absent"),
+            step(overlay, {"state": "absent"}),
+            step(overlay, {"state": "absent"}),
             command("ip", "-br", "link"),
             command("ip", "route", "show", "table", "all"),
             command("nft", "list", "ruleset"),
@@ -158,16 +158,16 @@ def test_overlay_check_mode_apply_rerun_and_removal(tmp_path):
 
 @needs_netns
 def test_overlay_applies_only_the_difference_when_peers_and_mode_change(tmp_path):
-    fewer = dict(OVERLAY, peers=PEERS[:1])
+    fewer = {**OVERLAY, "peers": PEERS[:1]}
     results = in_netns(
         tmp_path,
         [
-            step(overlay, **OVERLAY),
-            step(overlay, **fewer),
-            step(overlay, **dict(fewer, mode="routes")),
+            step(overlay, OVERLAY),
+            step(overlay, fewer),
+            step(overlay, {**fewer, "mode": "routes"}),
             command("ip", "route", "show", "proto", "118"),
             command("ip", "link", "show", "grove-vx"),
-            step(overlay, **dict(fewer, mode="routes")),
+            step(overlay, {**fewer, "mode": "routes"}),
         ],
     )
     _first, fewer_result, routes_mode, routes, link, again = results
@@ -187,9 +187,9 @@ def test_overlay_refuses_what_it_cannot_do_and_changes_nothing(tmp_path):
     results = in_netns(
         tmp_path,
         [
-            step(overlay, **dict(OVERLAY, local="10.99.1.99")),
-            step(overlay, **dict(OVERLAY, peers=[dict(PEERS[0], underlay=HOSTILE)])),
-            step(overlay, subnet="10.18.1.0/24"),
+            step(overlay, {**OVERLAY, "local": "10.99.1.99"}),
+            step(overlay, {**OVERLAY, "peers": [{**PEERS[0], "underlay": HOSTILE}]}),
+            step(overlay, {"subnet": "10.18.1.0/24"}),
             command("ip", "-br", "link"),
             command("nft", "list", "ruleset"),
         ],
@@ -218,15 +218,15 @@ def test_service_address_apply_rerun_info_check_and_removal(tmp_path):
     results = in_netns(
         tmp_path,
         [
-            dict(step(service_address), args={"services": SERVICES, "_ansible_check_mode": True}),
+            step(service_address, {"services": SERVICES, "_ansible_check_mode": True}),
             command("nft", "list", "tables"),
-            step(service_address, services=SERVICES),
-            step(service_address, services=list(reversed(SERVICES))),
+            step(service_address, {"services": SERVICES}),
+            step(service_address, {"services": list(reversed(SERVICES))}),
             step(service_address_info),
-            dict(step(service_address), args={"services": moved, "_ansible_diff": True}),
+            step(service_address, {"services": moved, "_ansible_diff": True}),
             command("nft", "list", "table", "ip", "grove_services"),
-            step(service_address, state="absent"),
-            step(service_address, state="absent"),
+            step(service_address, {"state": "absent"}),
+            step(service_address, {"state": "absent"}),
             step(service_address_info),
         ],
     )
@@ -265,7 +265,7 @@ def test_service_address_apply_rerun_info_check_and_removal(tmp_path):
 )
 def test_service_address_refuses_bad_services_and_touches_nothing(tmp_path, services, reason):
     result, tables = in_netns(
-        tmp_path, [step(service_address, services=services), command("nft", "list", "tables")]
+        tmp_path, [step(service_address, {"services": services}), command("nft", "list", "tables")]
     )
     assert result["failed"] and reason in result["msg"], result
     assert tables["stdout"].strip() == ""
@@ -301,15 +301,15 @@ def test_service_names_write_rerun_rewrite_in_place_and_remove(tmp_path):
     assert "10.30.3.3\tweb.ns.other.ns web\n" in (hosts_dir / "other.ns.web.ns.instance.0").read_text()
     inode = curl.stat().st_ino
     assert run_module(tmp_path, module_file=service_names.__file__, **args)["changed"] is False
-    fewer = dict(args, services=NAMES_SERVICES[1:])
-    rewritten = run_module(tmp_path, module_file=service_names.__file__, _ansible_diff=True, **fewer)
+    fewer = {**args, "services": NAMES_SERVICES[1:], "_ansible_diff": True}
+    rewritten = run_module(tmp_path, module_file=service_names.__file__, **fewer)
     assert rewritten["files"] == [str(curl)]
     assert (
         "nginx" in rewritten["diff"]["before"][str(curl)]
         and "nginx" not in rewritten["diff"]["after"][str(curl)]
     )
     assert curl.stat().st_ino == inode and "nginx" not in curl.read_text()
-    removed = run_module(tmp_path, module_file=service_names.__file__, **dict(args, state="absent"))
+    removed = run_module(tmp_path, module_file=service_names.__file__, **{**args, "state": "absent"})
     assert removed["changed"] is True and list(hosts_dir.iterdir()) == []
 
 
