@@ -28,8 +28,10 @@ def _tear_down_and_check() -> None:
     # Whatever the tests did, removing the test bed must leave none of its parts behind.
     leftovers = Snapshot.take()
     assert not [n for n in leftovers.netns if n.startswith("grove-")], leftovers.netns
-    assert "grovebr0" not in leftovers.links
-    assert not [t for t in leftovers.nft_tables if "grove_testbed" in t]
+    assert not [link for link in leftovers.links if link.startswith(("grovebr0", "grove-", "gv-"))]
+    # The test bed's own table, and none of the tables Grove's modules own (grove_overlay,
+    # grove_services), which live in the hosts' namespaces and must go with them.
+    assert not [t for t in leftovers.nft_tables if "grove_" in t]
     assert not [r for r in leftovers.routes if "10.99." in r or "10.18." in r or "10.30." in r]
 
 

@@ -26,7 +26,7 @@ RR_IP = "10.30.18.80"
 CLIENT_ID = f"{CLIENT}.instance.0"
 PROBE = "nettest-names-probe"
 WORKERS_YML = REPO / "playbooks" / "workers.yml"
-SYNC = REPO / "tests" / "playbooks" / "service_network.yml"
+SYNC = REPO / "playbooks" / "services.yml"
 SUBNET_PLAN = REPO / "tests" / "playbooks" / "subnet_plan.yml"
 HOSTS_DIR = "/run/grove/hosts"
 PAGE = "Welcome to nginx!"
@@ -82,7 +82,7 @@ def wait_for_page(bed: Testbed, host: str, container: str, url: str, timeout: fl
 
 
 def sync(bed: Testbed, tmp_path: Path, services=SERVICES, check: bool = True, **extravars):
-    """Apply the services' table and hosts files on every worker (tests/playbooks/service_network.yml)."""
+    """Apply the services' table and hosts files on every worker (playbooks/services.yml)."""
     path = tmp_path / f"services-{time.monotonic_ns()}.json"
     path.write_text(json.dumps(services))
     return bed.playbook(SYNC, extravars=dict(extravars, services_file=str(path)), check=check)
