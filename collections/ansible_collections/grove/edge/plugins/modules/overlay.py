@@ -249,7 +249,10 @@ class OverlayModule:
         config = self.config
         underlay_dev, underlay_mtu = overlay.underlay_of(addr_json, config.local)
         if underlay_dev is None:
-            self.module.fail_json(msg="overlay: local %s is not an address of this worker" % config.local)
+            self.module.fail_json(
+                msg="overlay: local %s is not an address of this worker; give its underlay address "
+                "(role grove_network: grove_network_underlay_address)" % config.local
+            )
         return overlay.desired_state(config, underlay_dev, underlay_mtu), overlay.render_table(config)
 
     def step(self, step):
