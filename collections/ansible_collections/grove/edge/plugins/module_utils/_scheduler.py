@@ -485,17 +485,18 @@ class _Placer:
                 failure["running_on"] = record.worker.key
                 return
 
-    def removals(self, requests: list[_Request]) -> list[dict]:
-        """Instances of the requested services that the placement drops, on workers that answer:
-        surplus numbers, copies that moved, duplicates left by a worker that came back."""
-        services = {request.service for request in requests}
-        dropped = []
+    def copies(self, services: set[str], *, reachable: bool, instance: int | None = None) -> list[dict]:
+        """The copies of these services on workers that do (or do not) answer, except kept ones."""
+        found = []
         for (service, number), records in self.existing.items():
-            if service not in services:
+            if service not in services or instance not in (None, number):
                 continue
             for record in records:
-                if record.worker.reachable and (service, number, record.worker.key) not in self.kept:
-                    dropped.append(
+                if (
+                    record.worker.reachable == reachable
+                    and (service, number, record.worker.key) not in self.kept
+                ):
+                    found.append(
                         {
                             "service": service,
                             "instance_number": number,
@@ -504,9 +505,14 @@ class _Placer:
                         }
                     )
         return sorted(
-            dropped,
+            found,
             key=lambda item: (item["cluster"], item["worker"], item["service"], item["instance_number"]),
         )
+
+    def removals(self, requests: list[_Request]) -> list[dict]:
+        """Instances of the requested services that the placement drops, on workers that answer:
+        surplus numbers, copies that moved, duplicates left by a worker that came back."""
+        return self.copies({request.service for request in requests}, reachable=True)
 
     def _placement(self, request: _Request, number: int, worker: _Worker, existing: bool) -> dict:
         return {

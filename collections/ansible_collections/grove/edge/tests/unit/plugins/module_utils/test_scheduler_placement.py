@@ -5,7 +5,7 @@ import json
 import random
 
 import pytest
-from ansible_collections.grove.edge.plugins.module_utils._scheduler import SchedulerInputError, schedule
+from ansible_collections.grove.edge.plugins.module_utils._scheduler import SchedulerInputError, schedule, undeploy
 from test_scheduler_properties import reordered
 
 SVC = "app.ns.web.ns"
@@ -683,3 +683,20 @@ def test_names_that_yaml_read_as_numbers():
     result = schedule([request(numbers=[0, 1])], clusters)
     assert where(result) == [(SVC, 0, "1/2"), (SVC, 1, "1/10")]
     assert result["placements"][0]["existing"] is True
+
+
+def test_undeploy_lists_every_copy_and_the_ones_it_cannot_reach():
+    w1 = node(instances=[running(SVC, 0), running(SVC, 1), running("other.ns.x.ns", 0)])
+    gone = node(reachable=False, instances=[running(SVC, 2)])
+    clusters = one_cluster(w1=w1, w9=gone)
+    result = undeploy([SVC], clusters)
+    assert result["removals"] == [
+        {"service": SVC, "instance_number": 0, "cluster": "c1", "worker": "w1"},
+        {"service": SVC, "instance_number": 1, "cluster": "c1", "worker": "w1"},
+    ]
+    assert result["stranded"] == [{"service": SVC, "instance_number": 2, "cluster": "c1", "worker": "w9"}]
+    only = undeploy([SVC], clusters, instance=1)
+    assert [r["instance_number"] for r in only["removals"]] == [1]
+    assert only["stranded"] == []
+    with pytest.raises(SchedulerInputError, match="instance"):
+        undeploy([SVC], clusters, instance=-1)
