@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -94,11 +95,33 @@ def _ssh_keys() -> Path:
     return key
 
 
-def _sshd_config(host: Host) -> Path:
-    directory = host.directory()
-    host_key = directory / "ssh_host_ed25519_key"
+def known_hosts_path() -> Path:
+    return layout.state_dir() / "known_hosts"
+
+
+def _host_key(host: Host) -> Path:
+    host_key = host.directory() / "ssh_host_ed25519_key"
     if not host_key.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
+    return host_key
+
+
+def _write_known_hosts(hosts: list[Host]) -> Path:
+    """The hosts' public keys, made here, so SSH verifies every host instead of trusting the first answer."""
+    lines = []
+    for host in hosts:
+        key_type, key = (host.directory() / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        lines.append(f"{host.address} {key_type} {key}\n")
+    path = known_hosts_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(lines))
+    tmp.replace(path)
+    return path
+
+
+def _sshd_config(host: Host) -> Path:
+    directory = host.directory()
+    host_key = _host_key(host)
     config = directory / "sshd_config"
     config.write_text(
         f"ListenAddress {host.address}\nPort 22\nHostKey {host_key}\nPidFile none\n"
@@ -148,7 +171,7 @@ def _answers_ssh(address: str) -> bool:
         return False
 
 
-def _write_inventory(hosts: list[Host], key: Path) -> Path:
+def _write_inventory(hosts: list[Host], key: Path, known_hosts: Path) -> Path:
     clusters: dict[str, dict] = {}
     for host in hosts:
         group = clusters.setdefault(host.cluster_name, {
@@ -166,7 +189,13 @@ def _write_inventory(hosts: list[Host], key: Path) -> Path:
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": str(key),
                 "ansible_python_interpreter": SYSTEM_PYTHON,
-                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                # Only the keys the test bed made are trusted, whatever ansible.cfg or the user's
+                # known_hosts say: a host that answers with another key is refused.
+                "ansible_ssh_host_key_checking": True,
+                "ansible_ssh_common_args": (
+                    f"-o UserKnownHostsFile={shlex.quote(str(known_hosts))} "
+                    "-o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes"
+                ),
                 "containerd_registry_mirrors": {"docker.io": [f"http://{layout.registry_address()}"]},
                 "containerd_registry_fallback_to_upstream": False,
                 "grove_testbed": True,
@@ -226,7 +255,7 @@ def up(clusters: int = 1, workers: int = 2, *, with_images: bool = True) -> Path
         wait_until(lambda a=entry["address"]: _answers_ssh(a), timeout=30, what=f"sshd on {entry['name']}")
     if with_images:
         _publish_images()
-    path = _write_inventory(hosts, key)
+    path = _write_inventory(hosts, key, _write_known_hosts(hosts))
     state["complete"] = True
     state["inventory"] = str(path)
     _write_state(state)
