@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from grove.testbed import images
+from grove.testbed import bed, images
 from grove.testbed.images import IMAGES, BuiltImage, build_images, push_image, push_images, remote_digest
 
 pytestmark = [
     pytest.mark.testbed,
+    # Namespaces and containers of their own: no other run may take them for its leftovers.
+    pytest.mark.usefixtures("machine_lock"),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (umoci unpack, runc, netns)"),
     pytest.mark.skipif(
         missing := [
@@ -192,12 +194,15 @@ def test_push_then_skip_when_registry_has_digest(built: dict[str, BuiltImage], r
 @pytest.fixture
 def netns() -> Iterator[str]:
     name = f"{PREFIX}-ns"
+    made_netns_dir = not bed.netns_dir_mounted()
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+        if made_netns_dir:
+            bed.release_netns_dir()
 
 
 class Runc:

@@ -22,6 +22,7 @@ from grove.testbed.processes import kill_and_wait, mnt_inodes_of, pids_in_namesp
 log = logging.getLogger("grove.testbed")
 
 STATE_FILE = "state.json"
+NETNS_DIR = "/run/netns"
 HOSTINIT = Path(__file__).with_name("hostinit.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 REQUIRED_COMMANDS = (
@@ -236,7 +237,8 @@ def up(clusters: int = 1, workers: int = 2, *, with_images: bool = True) -> Path
         log.info("cleaning up a test bed that did not come up completely")
         down()
     layout.state_dir().mkdir(parents=True, exist_ok=True)
-    state = {"clusters": clusters, "workers": workers, "complete": False, "hosts": []}
+    state = {"clusters": clusters, "workers": workers, "complete": False, "hosts": [],
+             "netns_dir_made": not netns_dir_mounted()}
     _write_state(state)
     _guard_routes()
     _bridge_and_firewall()
@@ -269,6 +271,21 @@ def _netns_inode(name: str) -> int | None:
         return None
 
 
+def netns_dir_mounted() -> bool:
+    """Whether /run/netns is a mount point: the first `ip netns add` on a machine makes it one (a
+    shared bind mount of itself) and iproute2 never undoes that."""
+    # os.path.ismount misses a bind mount of a directory onto itself.
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return any(line.split()[4] == NETNS_DIR for line in lines)
+
+
+def release_netns_dir() -> None:
+    """Undo the /run/netns mount once no namespace is left in it, for whoever made it; umount
+    refuses (and the mount stays) while anyone else's namespace is mounted there."""
+    if netns_dir_mounted() and not any(Path(NETNS_DIR).iterdir()):
+        run(["umount", NETNS_DIR], check=False)
+
+
 def testbed_netns() -> list[str]:
     proc = run(["ip", "netns", "list"], check=False)
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
@@ -278,6 +295,7 @@ def testbed_netns() -> list[str]:
 def down() -> None:
     """Remove everything the test bed made, found by name, also after a crash half-way through `up`."""
     _check_prerequisites()
+    state = read_state() or {}
     names = testbed_netns()
     net_inodes = {i for i in (_netns_inode(n) for n in names) if i is not None}
     in_hosts = pids_in_namespaces(net_inodes)
@@ -289,6 +307,8 @@ def down() -> None:
         kill_and_wait(in_hosts)
     for name in names:
         run(["ip", "netns", "delete", name], check=False)
+    if state.get("netns_dir_made"):
+        release_netns_dir()
     links = run(["ip", "-o", "link", "show"], check=False).stdout
     for line in links.splitlines():
         link = line.split(":")[1].strip().split("@")[0]
