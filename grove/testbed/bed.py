@@ -111,7 +111,7 @@ def _write_known_hosts(hosts: list[Host]) -> Path:
     """The hosts' public keys, made here, so SSH verifies every host instead of trusting the first answer."""
     lines = []
     for host in hosts:
-        key_type, key = (host.directory() / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        key_type, key = Path(f"{_host_key(host)}.pub").read_text().split()[:2]
         lines.append(f"{host.address} {key_type} {key}\n")
     path = known_hosts_path()
     tmp = path.with_suffix(".tmp")
