@@ -83,6 +83,8 @@ class Bed:
         self.inventory = inventory
         data = yaml.safe_load(Path(inventory).read_text())
         self.key = data["all"]["vars"]["ansible_ssh_private_key_file"]
+        # The inventory's own SSH options: hosts are checked against the test bed's known_hosts.
+        self.ssh_options = shlex.split(data["all"]["vars"]["ansible_ssh_common_args"])
         self.hosts = {
             name: hostvars
             for group in data["all"]["children"].values()
@@ -98,8 +100,8 @@ class Bed:
 
     def shell(self, host: str, argv: list[str]) -> str:
         ssh = [
-            "ssh", "-i", self.key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", f"root@{self.hosts[host]['ansible_host']}", "--",
+            "ssh", "-i", self.key, *self.ssh_options, "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+            f"root@{self.hosts[host]['ansible_host']}", "--",
         ]  # fmt: skip
         return run([*ssh, *[shlex.quote(a) for a in argv]]).stdout
 

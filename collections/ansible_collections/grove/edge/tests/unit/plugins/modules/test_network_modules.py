@@ -22,7 +22,7 @@ from ansible_collections.grove.edge.plugins.modules import (
     service_address_info,
     service_names,
 )
-from test_schedule_module import COLLECTIONS_ROOT, _compare, run_module
+from test_schedule_module import _compare, run_module
 
 HOSTILE = "{{ lookup('pipe','id') }}"
 MODULES = [instance_subnet, overlay, service_address, service_address_info, service_names]
@@ -92,7 +92,8 @@ def in_netns(tmp_path, steps, setup=None):
     driver.write_text(DRIVER)
     proc = subprocess.run(
         ["unshare", "--net", sys.executable, str(driver), str(spec)],
-        env={"PYTHONPATH": str(COLLECTIONS_ROOT), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+        # The collection is importable from the installed environment: no PYTHONPATH needed.
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
         capture_output=True,
         text=True,
         timeout=120,
