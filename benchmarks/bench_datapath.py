@@ -1,19 +1,15 @@
-"""Service address vs. instance address: latency and throughput of the data path on the test bed.
-
-One client container (curl) on worker c1w1 talks to two nginx instances, one on the other worker
-(across the VXLAN overlay) and one on its own worker (same bridge, so the service address needs
-the hairpin masquerade). For each, the same client, in the same run, alternates between the
-instance address (the baseline) and the service's round-robin address (nftables DNAT):
-
-- latency: requests on a fresh TCP connection each (curl's time_total: connect + request +
-  response), in interleaved batches, median and p95;
-- throughput: downloads of a 64 MiB file, median.
-
-All traffic stays between the test bed's network namespaces. The script takes the test bed lock
-for its whole run (like the test suite) and leaves the test bed down.
-
-    sudo .venv/bin/python benchmarks/bench_datapath.py [requests per target]
+"""One client container (curl) on worker c1w1 of the test bed talks to two nginx instances: one on
+the other worker (across the VXLAN overlay), one on its own worker (same bridge, where the service
+address needs the hairpin masquerade). For each, the same client in the same run alternates,
+batch by batch, between the instance address (the baseline) and the service's round-robin address
+(nftables DNAT): requests on a new TCP connection each (curl's time_total: connect, request,
+response), and downloads of a large file (curl's speed_download). All traffic stays between the
+test bed's network namespaces.
 """
+
+# Takes the test bed lock for its whole run, like the test suite, and leaves the test bed down:
+#     sudo .venv/bin/python -m benchmarks.bench_datapath [requests per address]
+#     sudo .venv/bin/python -m benchmarks.run --only bench_datapath --output FILE
 
 from __future__ import annotations
 
@@ -21,15 +17,18 @@ import fcntl
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from benchmarks.harness import Figure, Series, machine, markdown, text_table
+
+SECTION = "Service address vs. instance address (data path on the test bed)"
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
 ENV = {
@@ -42,9 +41,6 @@ ENV = {
 LOCK = "/run/lock/grove-testbed.lock"
 APP = "benchnet.test"
 CLIENT = f"{APP}.client.test.instance.0"
-BATCH = 50
-DOWNLOADS = 5
-BIG_FILE_MB = 64
 TARGETS = {
     # name: (nginx service, worker it runs on, service address)
     "across workers (VXLAN)": (f"{APP}.remote.test", "c1w2", "10.30.77.1"),
@@ -71,7 +67,9 @@ SETUP_PLAYBOOK = """
 """
 
 
-def run(argv: list[str], *, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_command(
+    argv: list[str], *, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, input=stdin, check=False)
     if check and proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -93,17 +91,17 @@ class Bed:
 
     def playbook(self, path: str, extravars: dict) -> str:
         argv = [str(BIN / "ansible-playbook"), "-i", self.inventory, path, "-e", json.dumps(extravars)]
-        return run(argv).stdout
+        return run_command(argv).stdout
 
     def module(self, host: str, module: str, args: dict) -> None:
-        run([str(BIN / "ansible"), "-i", self.inventory, host, "-m", module, "-a", json.dumps(args)])
+        run_command([str(BIN / "ansible"), "-i", self.inventory, host, "-m", module, "-a", json.dumps(args)])
 
     def shell(self, host: str, argv: list[str]) -> str:
         ssh = [
             "ssh", "-i", self.key, *self.ssh_options, "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
             f"root@{self.hosts[host]['ansible_host']}", "--",
         ]  # fmt: skip
-        return run([*ssh, *[shlex.quote(a) for a in argv]]).stdout
+        return run_command([*ssh, *[shlex.quote(a) for a in argv]]).stdout
 
     def exec_in(self, host: str, container: str, script: str) -> str:
         exec_id = f"bench{time.monotonic_ns()}"
@@ -125,7 +123,9 @@ def instances() -> list[dict]:
 def addresses(bed: Bed) -> dict[str, str]:
     found = {}
     for host in bed.hosts:
-        out = run([str(BIN / "ansible"), "-i", bed.inventory, host, "-m", "grove.edge.node_info"]).stdout
+        out = run_command(
+            [str(BIN / "ansible"), "-i", bed.inventory, host, "-m", "grove.edge.node_info"]
+        ).stdout
         node = json.loads(out[out.index("{") :])["node"]
         found.update({i["id"]: i["address"] for i in node["instances"] if i["service"].startswith(APP)})
     return found
@@ -142,61 +142,69 @@ def curl_loop(bed: Bed, url: str, count: int, fmt: str, extra: str = "") -> list
     return [float(value) for value in lines]
 
 
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+@dataclass(frozen=True)
+class Counts:
+    requests: int = 500  # per address, new connection each, in interleaved batches
+    batch: int = 50
+    downloads: int = 5  # per address
+    file_mb: int = 64
 
 
-def measure(bed: Bed, direct: str, service: str, requests: int) -> dict:
+QUICK = Counts(requests=5, batch=5, downloads=1, file_mb=4)
+
+
+def measure(bed: Bed, direct: str, service: str, counts: Counts) -> dict:
+    """Same client, same run: the two addresses alternate, batch by batch, so drift hits both."""
     latency: dict[str, list[float]] = {"direct": [], "service": []}
-    for _ in range(max(1, requests // BATCH)):
+    for _ in range(max(1, counts.requests // counts.batch)):
         for kind, address in (("direct", direct), ("service", service)):
             latency[kind] += curl_loop(
-                bed, f"http://{address}/", BATCH, "%{time_total}", "-H 'Connection: close'"
+                bed, f"http://{address}/", counts.batch, "%{time_total}", "-H 'Connection: close'"
             )
     speed: dict[str, list[float]] = {"direct": [], "service": []}
-    for _ in range(DOWNLOADS):
+    for _ in range(counts.downloads):
         for kind, address in (("direct", direct), ("service", service)):
             speed[kind] += curl_loop(bed, f"http://{address}/big", 1, "%{speed_download}")
     return {"latency": latency, "speed": speed}
 
 
-def report(results: dict[str, dict], requests: int) -> None:
-    print(f"Latency: {requests} requests per address, one new TCP connection each (curl time_total).")
-    print()
-    print("| path | address | median (ms) | p95 (ms) | median vs. direct |")
-    print("|---|---|---:|---:|---:|")
+def figures(results: dict[str, dict], counts: Counts) -> list[Figure]:
+    found = []
     for name, result in results.items():
-        base = statistics.median(result["latency"]["direct"])
-        for kind in ("direct", "service"):
-            values = result["latency"][kind]
-            label = "instance address" if kind == "direct" else "service address (DNAT)"
-            median = statistics.median(values)
-            print(
-                f"| {name} | {label} | {median * 1000:.3f} | {p95(values) * 1000:.3f} | {median / base:.2f} |"
+        latency, speed = result["latency"], result["speed"]
+        found.append(
+            Figure(
+                SECTION,
+                Series(
+                    f"{name}: request via the service address", "ms", [v * 1000 for v in latency["service"]]
+                ),
+                Series("via the instance address", "ms", [v * 1000 for v in latency["direct"]]),
+                notes=[f"{name}: {len(latency['service'])} requests per address, a new TCP connection each."],
             )
-    print()
-    print(f"Throughput: {DOWNLOADS} downloads of {BIG_FILE_MB} MiB per address (curl speed_download).")
-    print()
-    print("| path | address | median (Mbit/s) | min (Mbit/s) | median vs. direct |")
-    print("|---|---|---:|---:|---:|")
-    for name, result in results.items():
-        base = statistics.median(result["speed"]["direct"])
-        for kind in ("direct", "service"):
-            values = result["speed"][kind]
-            label = "instance address" if kind == "direct" else "service address (DNAT)"
-            median = statistics.median(values)
-            mbits, lowest = median * 8 / 1e6, min(values) * 8 / 1e6
-            print(f"| {name} | {label} | {mbits:.0f} | {lowest:.0f} | {median / base:.2f} |")
+        )
+        found.append(
+            Figure(
+                SECTION,
+                Series(
+                    f"{name}: {counts.file_mb} MiB download via the service address",
+                    "Mbit/s",
+                    [v * 8 / 1e6 for v in speed["service"]],
+                ),
+                Series("via the instance address", "Mbit/s", [v * 8 / 1e6 for v in speed["direct"]]),
+                better="higher",
+            )
+        )
+    return found
 
 
-def main() -> int:
-    requests = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+def run(quick: bool = False, counts: Counts | None = None) -> list[Figure]:
+    """Every figure of the benchmark; quick: a handful of samples, to check the harness only."""
+    counts = QUICK if quick else (counts or Counts())
     with open(LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        run([str(BIN / "grove"), "testbed", "down"])
+        run_command([str(BIN / "grove"), "testbed", "down"])
         try:
-            inventory = run([str(BIN / "grove"), "testbed", "up"]).stdout.strip().splitlines()[-1]
+            inventory = run_command([str(BIN / "grove"), "testbed", "up"]).stdout.strip().splitlines()[-1]
             bed = Bed(inventory)
             bed.playbook("playbooks/workers.yml", {})
             with tempfile.NamedTemporaryFile(
@@ -223,16 +231,24 @@ def main() -> int:
                     bed.exec_in(
                         worker,
                         instance,
-                        f"dd if=/dev/zero of=/usr/share/nginx/html/big bs=1M count={BIG_FILE_MB}",
+                        f"dd if=/dev/zero of=/usr/share/nginx/html/big bs=1M count={counts.file_mb}",
                     )
                     curl_loop(bed, f"http://{rr_ip}/", 20, "%{http_code}")  # warm up both paths
                     curl_loop(bed, f"http://{found[instance]}/", 20, "%{http_code}")
-                    results[name] = measure(bed, found[instance], rr_ip, requests)
+                    results[name] = measure(bed, found[instance], rr_ip, counts)
             finally:
                 os.unlink(handle.name)
-            report(results, requests)
         finally:
-            run([str(BIN / "grove"), "testbed", "down"], check=False)
+            run_command([str(BIN / "grove"), "testbed", "down"], check=False)
+    return figures(results, counts)
+
+
+def main() -> int:
+    requests = int(sys.argv[1]) if len(sys.argv) > 1 else Counts().requests
+    produced = run(counts=Counts(requests=requests))
+    print(text_table(produced))
+    print()
+    print(markdown(produced, machine(), {SECTION: " ".join((__doc__ or "").split())}))
     return 0
 
 

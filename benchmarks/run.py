@@ -16,7 +16,8 @@ from benchmarks.harness import text_table, write
 
 REPO = Path(__file__).resolve().parent.parent
 # Each module has run(quick) -> list[Figure] and SECTION; the intro of a section is its docstring.
-BENCHMARKS = ("bench_scheduler",)
+# bench_datapath needs root and the test bed (it takes the test bed lock).
+BENCHMARKS = ("bench_scheduler", "bench_datapath")
 
 
 def main(argv: list[str] | None = None) -> int:
