@@ -55,10 +55,11 @@ SETUP_PLAYBOOK = """
       grove.edge.instance:
         service: "{{ item.service }}"
         instance_number: 0
-        image: "{{ item.image }}"
-        cmd: "{{ item.cmd }}"
-        memory: 256
-        vcpus: 1
+        spec:
+          image: "{{ item.image }}"
+          cmd: "{{ item.cmd }}"
+          memory: 256
+          vcpus: 1
         stop_timeout: 2
         subnet: "{{ grove_instance_subnet }}"
         state: "{{ bench_state }}"

@@ -49,18 +49,17 @@ def nginx_id(number: int) -> str:
 
 
 def run_instance(bed: Testbed, host: str, service: str, number: int = 0) -> dict:
+    if service == NGINX:
+        spec = {"image": "docker.io/library/nginx:latest"}
+    else:
+        spec = {"image": "docker.io/curlimages/curl:latest", "cmd": ["sh", "-c", "tail -f /dev/null"]}
     args = {
         "service": service,
         "instance_number": number,
-        "memory": 64,
-        "vcpus": 0.5,
+        "spec": dict(spec, memory=64, vcpus=0.5),
         "stop_timeout": 2,
         "subnet": bed.hosts[host]["grove_instance_subnet"],
     }
-    if service == NGINX:
-        args["image"] = "docker.io/library/nginx:latest"
-    else:
-        args.update(image="docker.io/curlimages/curl:latest", cmd=["sh", "-c", "tail -f /dev/null"])
     result = bed.module(host, "grove.edge.instance", args)
     assert not result["failed"], result
     return result["instance"]
