@@ -147,8 +147,8 @@ def curl_loop(bed: Bed, url: str, count: int, fmt: str, extra: str = "") -> list
 class Counts:
     requests: int = 500  # per address, new connection each, in interleaved batches
     batch: int = 50
-    downloads: int = 5  # per address
-    file_mb: int = 64
+    downloads: int = 9  # per address
+    file_mb: int = 256
 
 
 QUICK = Counts(requests=5, batch=5, downloads=1, file_mb=4)
