@@ -10,7 +10,9 @@ from fastapi import FastAPI
 
 from grove_api import __version__, docs, http
 from grove_api.context import Grove
-from grove_api.routers import auth, organizations, users
+from grove_api.jobs.executor import Executor
+from grove_api.models.sla import SlaDescriptor
+from grove_api.routers import applications, auth, clusters, jobs, organizations, services, users
 from grove_api.settings import Settings
 from grove_api.store import Store
 
@@ -28,12 +30,14 @@ Grove's own additions are marked as such: `GET /api/jobs/{id}` shows a deploymen
 """
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, executor: Executor | None = None
+) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        grove = Grove.open(settings, store)
+        grove = Grove.open(settings, store, executor)
         app.state.grove = grove
         grove.start()
         try:
@@ -53,9 +57,29 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     )
     http.install(app, settings.max_body_bytes)
     docs.install(app)
-    for router in (auth.router, users.router, organizations.router):
-        app.include_router(router)
+    routers = (auth, users, organizations, applications, services, clusters, jobs)
+    for module in routers:
+        app.include_router(module.router)
+    _document_descriptor(app)
     return app
+
+
+def _document_descriptor(app: FastAPI) -> None:
+    """The descriptor endpoints read raw JSON (the collection validates it): put its schema in the
+    OpenAPI components so that Swagger UI shows the fields."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            definitions = SlaDescriptor.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(definitions.pop("$defs", {}))
+            components["SlaDescriptor"] = definitions
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

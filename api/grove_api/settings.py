@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     playbook_dir: Path | None = Field(None, description="default: REPO_ROOT/playbooks")
     job_batch_seconds: float = Field(0.5, ge=0, description="wait for more requests before a run starts")
     job_poll_seconds: float = Field(2.0, gt=0, description="how often a worker process looks for queued jobs")
+    job_retry_seconds: float = Field(60, gt=0, description="wait before retrying a removal that failed")
     job_max_attempts: int = Field(
         2, ge=1, description="runs of a job interrupted by a restart before it fails"
     )

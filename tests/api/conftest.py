@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from grove_api.store.base import Store
@@ -81,7 +83,7 @@ class Api:
 def make_settings(tmp_path, **overrides):
     from grove_api.settings import Settings  # noqa: PLC0415
 
-    return Settings(data_dir=tmp_path / "data", run_jobs=False, **{**FAST, **overrides})
+    return Settings(data_dir=tmp_path / "data", **{"run_jobs": False, **FAST, **overrides})
 
 
 @pytest.fixture
@@ -97,3 +99,34 @@ def api(settings):
     app = create_app(settings)
     with TestClient(app) as client:
         yield Api(client, app.state.grove)
+
+
+SEED_PATH = Path(__file__).resolve().parents[2] / "examples" / "clientsrvr.json"
+
+
+def seed() -> dict:
+    return json.loads(SEED_PATH.read_text())
+
+
+@pytest.fixture
+def simulator():
+    from deploy_simulator import DeploySimulator  # noqa: PLC0415
+
+    return DeploySimulator()
+
+
+@pytest.fixture
+def sim_api(tmp_path, simulator):
+    """The API with a job runner whose playbook runs are simulated (see deploy_simulator.py); the
+    tests drive the runner with `api.grove.runner.tick()`."""
+    from fastapi.testclient import TestClient  # noqa: PLC0415
+    from grove_api.main import create_app  # noqa: PLC0415
+
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all: {}\n")
+    settings = make_settings(tmp_path, inventory=inventory, job_batch_seconds=0)
+    app = create_app(settings, executor=simulator)
+    with TestClient(app) as client:
+        api = Api(client, app.state.grove)
+        api.simulator = simulator
+        yield api

@@ -119,3 +119,22 @@ def test_openapi_describes_every_route_with_typed_models_and_bearer_auth(api):
             if method in ("post", "put") and "requestBody" in operation:
                 schema = operation["requestBody"]["content"]["application/json"]["schema"]
                 assert schema != {}, f"{method} {path} takes an untyped body"
+
+
+def test_every_endpoint_but_login_answers_401_without_a_token(api):
+    document = api.client.get("/api/openapi.json").json()
+    public = {("post", "/api/auth/login")}
+    checked = 0
+    for path, operations in document["paths"].items():
+        concrete = path
+        for name in ("username", "organization_id", "userid", "appid", "serviceid", "job_id"):
+            concrete = concrete.replace("{" + name + "}", "0" * 24)
+        concrete = concrete.replace("{instance_number}", "0")
+        for method in operations:
+            if (method, path) in public:
+                continue
+            answer = api.client.request(method.upper(), concrete, json={})
+            assert answer.status_code == 401, (method, path, answer.status_code)
+            assert answer.json()["message"]
+            checked += 1
+    assert checked >= 30

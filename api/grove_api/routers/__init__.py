@@ -18,6 +18,18 @@ _REASONS = {
 }
 
 
+def sla_body(description: str) -> dict[str, Any]:
+    """The request body is an SLA v2 descriptor, validated by the collection's own rules."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SlaDescriptor"}}},
+        }
+    }
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error answers of a route."""
-    return {code: {"model": ErrorBody, "description": _REASONS[code]} for code in (401, *codes)}
+    # 422 always: FastAPI would otherwise document its own validation shape, which Grove does not answer.
+    return {code: {"model": ErrorBody, "description": _REASONS[code]} for code in sorted({401, 422, *codes})}
