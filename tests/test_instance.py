@@ -16,10 +16,12 @@ NGINX_ID = "clientsrvr.test.nginx.test.instance.0"
 CURL = {
     "service": "grovetest.test.curl.test",
     "instance_number": 0,
-    "image": "docker.io/curlimages/curl:latest",
-    "cmd": ["sh", "-c", "tail -f /dev/null"],
-    "memory": 64,
-    "vcpus": 0.5,
+    "spec": {
+        "image": "docker.io/curlimages/curl:latest",
+        "cmd": ["sh", "-c", "tail -f /dev/null"],
+        "memory": 64,
+        "vcpus": 0.5,
+    },
     "stop_timeout": 2,
 }
 CURL_ID = "grovetest.test.curl.test.instance.0"
@@ -107,7 +109,7 @@ def test_a_changed_spec_recreates_the_instance_and_limits_apply(testbed: Testbed
     try:
         assert testbed.module("c1w2", "grove.edge.instance", args)["changed"] is True
         assert testbed.module("c1w2", "grove.edge.instance", args)["changed"] is False
-        bigger = dict(args, memory=96)
+        bigger = dict(args, spec=dict(args["spec"], memory=96))
         result = testbed.module("c1w2", "grove.edge.instance", bigger)
         assert result["changed"] is True
         assert "configuration changed: delete container" in result["actions"]
@@ -136,7 +138,10 @@ def test_hostile_strings_reach_the_container_verbatim(testbed: Testbed):
 
 def test_bandwidth_limits_shape_the_instance_link(testbed: Testbed):
     args = dict(
-        CURL, service="grovetest.test.shaped.test", subnet="10.18.2.0/24", bandwidth_in=800, bandwidth_out=400
+        CURL,
+        service="grovetest.test.shaped.test",
+        subnet="10.18.2.0/24",
+        spec=dict(CURL["spec"], bandwidth_in=800, bandwidth_out=400),
     )
     assert "tbf" not in testbed.host_shell("c1w2", ["tc", "qdisc", "show"]).stdout
     instance = "grovetest.test.shaped.test.instance.0"
@@ -156,7 +161,7 @@ def test_a_failing_step_names_the_instance_the_step_and_containerd_stderr(testbe
     args = dict(
         CURL,
         service="grovetest.test.missing.test",
-        image="docker.io/library/nosuchimage:latest",
+        spec=dict(CURL["spec"], image="docker.io/library/nosuchimage:latest"),
         subnet="10.18.2.0/24",
     )
     result = testbed.module("c1w2", "grove.edge.instance", args)

@@ -49,8 +49,9 @@ def _cluster_of(host):
         return str(cluster)
     groups = [g for g in host.get("group_names", []) if g not in ("all", "ungrouped")]
     if not groups:
-        raise AnsibleFilterError("host %s belongs to no cluster group and sets no grove_cluster" % host.get(
-            "inventory_hostname"))
+        raise AnsibleFilterError(
+            "host %s belongs to no cluster group and sets no grove_cluster" % host.get("inventory_hostname")
+        )
     return groups[0]
 
 

@@ -46,16 +46,18 @@ def deploy_summary(hosts, result_var="grove_deployed"):
         for result in registered.get("results", []):
             instance = result.get("instance") or {}
             item = result.get("item") or {}
-            rows.append({
-                "instance": instance.get("id")
-                or "%s.instance.%s" % (item.get("service"), item.get("instance_number")),
-                "cluster": item.get("cluster"),
-                "worker": host.get("inventory_hostname"),
-                "status": "FAILED" if result.get("failed") else instance.get("status"),
-                "address": instance.get("address"),
-                "host_ports": instance.get("host_ports", []),
-                "detail": result.get("msg", "") if result.get("failed") else "",
-            })
+            rows.append(
+                {
+                    "instance": instance.get("id")
+                    or "%s.instance.%s" % (item.get("service"), item.get("instance_number")),
+                    "cluster": item.get("cluster"),
+                    "worker": host.get("inventory_hostname"),
+                    "status": "FAILED" if result.get("failed") else instance.get("status"),
+                    "address": instance.get("address"),
+                    "host_ports": instance.get("host_ports", []),
+                    "detail": result.get("msg", "") if result.get("failed") else "",
+                }
+            )
     return sorted(rows, key=lambda row: row["instance"])
 
 

@@ -206,17 +206,6 @@ class Cni:
         self._write_cache(conflist, attachment, capability_args, result)
         return result
 
-    def check(self, entry: dict, attachment: Attachment) -> None:
-        """CHECK the cached attachment; raises CniError when it is broken.
-
-        Not used by grove.edge.instance: the portmap plugin of containernetworking-plugins 1.1
-        (Debian 12) fails CHECK for every IPv4-only container, looking for IPv6 chains it never made.
-        """
-        conflist = entry["config"]
-        for plugin in conflist["plugins"]:
-            config = _plugin_config(conflist, plugin, entry.get("capabilityArgs") or {}, entry.get("result"))
-            self._exec(plugin["type"], "CHECK", attachment, config)
-
     def delete(
         self, conflist: dict, attachment: Attachment, capability_args: dict, prev_result: dict | None
     ) -> None:

@@ -14,13 +14,18 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.grove.edge.plugins.module_utils._ports import (
+    PortMapping,
+    format_ports,
+    parse_ports,
+    port_problems,
+)
+
 SLA_VERSIONS = ("v2.0", "v0.2")
 SUPPORTED_VIRTUALIZATION = "container"
-PROTOCOLS = ("tcp", "udp")
 RR_IP_NETWORK = ipaddress.IPv4Network("10.30.0.0/16")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9]{1,30}")
 ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-PORT_PATTERN = re.compile(r"[0-9]{1,5}")
 
 # Oakestra's schema says integer for all of them; fractional CPUs are worth allowing at the edge.
 INTEGER_FIELDS = ("memory", "vgpus", "vtpus", "bandwidth_in", "bandwidth_out", "storage")
@@ -46,16 +51,6 @@ class DescriptorError(ValueError):
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(str(error) for error in self.errors))
-
-
-@dataclass(frozen=True)
-class PortMapping:
-    host_port: int
-    container_port: int
-    protocol: str = "tcp"
-
-    def __str__(self) -> str:
-        return f"{self.host_port}:{self.container_port}/{self.protocol}"
 
 
 @dataclass(frozen=True)
@@ -110,23 +105,13 @@ class Microservice:
             self.microservice_namespace,
         )
 
-    @property
-    def ports_string(self) -> str:
-        return ";".join(str(mapping) for mapping in self.ports)
-
-    def env_dict(self) -> dict[str, str]:
-        # Later entries win, as with `docker run -e` repeated.
+    def env_entries(self) -> list[str]:
+        """`NAME=value` entries, one per name; a later entry wins, as with `docker run -e` repeated."""
         env: dict[str, str] = {}
         for entry in self.environment:
             name, _equals, value = entry.partition("=")
             env[name] = value
-        return env
-
-    def direct_constraint(self) -> Constraint | None:
-        for constraint in self.constraints:
-            if constraint.type == "direct":
-                return constraint
-        return None
+        return [f"{name}={value}" for name, value in env.items()]
 
     def requirements(self) -> dict:
         return {
@@ -144,7 +129,7 @@ class Microservice:
             "requirements": self.requirements(),
             "instance_numbers": list(instance_numbers),
             "constraints": [constraint.to_dict() for constraint in self.constraints],
-            "host_ports": [f"{mapping.host_port}/{mapping.protocol}" for mapping in self.ports],
+            "host_ports": [mapping.host_key for mapping in self.ports],
         }
 
     def labels(self) -> dict[str, str]:
@@ -154,28 +139,24 @@ class Microservice:
             "grove.microservice": f"{self.microservice_name}.{self.microservice_namespace}",
         }
 
-    def to_instance_args(self, instance_number: int | None = None) -> dict:
-        """Options of the `grove.edge.instance` module for this service (all values verbatim)."""
-        args: dict = {
-            "service": self.fqn,
+    def instance_spec(self) -> dict:
+        """The `spec` option of grove.edge.instance (module_utils/_instance.SPEC_OPTIONS), without
+        the environment: that travels on its own, masked, in the module's `env` option."""
+        return {
             "image": self.code,
             "cmd": list(self.cmd),
             "args": list(self.args),
-            "env": [f"{name}={value}" for name, value in self.env_dict().items()],
             "memory": self.memory,
             "vcpus": self.vcpus,
             "vgpus": self.vgpus,
             "storage": self.storage,
-            "ports": self.ports_string,
+            "ports": format_ports(self.ports),
             "bandwidth_in": self.bandwidth_in,
             "bandwidth_out": self.bandwidth_out,
             "privileged": self.privileged,
             "one_shot": self.one_shot,
             "labels": self.labels(),
         }
-        if instance_number is not None:
-            args["instance_number"] = instance_number
-        return args
 
 
 @dataclass
@@ -241,65 +222,6 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _port_number(text: str) -> int | None:
-    text = text.strip()
-    if not PORT_PATTERN.fullmatch(text):
-        return None
-    number = int(text)
-    return number if 1 <= number <= 65535 else None
-
-
-def _parse_port_entry(entry: str) -> tuple[PortMapping | None, str]:
-    spec, has_protocol, protocol = entry.partition("/")
-    protocol = protocol.strip().lower() if has_protocol else "tcp"
-    if protocol not in PROTOCOLS:
-        return None, f"protocol {protocol!r} is not tcp or udp"
-    parts = spec.split(":")
-    if len(parts) > 2:
-        return None, "expected hostport:containerport[/tcp|udp] or a single port"
-    host, container = _port_number(parts[0]), _port_number(parts[-1])
-    if host is None or container is None:
-        return None, "ports must be whole numbers from 1 to 65535"
-    return PortMapping(host, container, protocol), ""
-
-
-def _port_problems(text: str) -> tuple[list[PortMapping], list[str]]:
-    mappings: list[PortMapping] = []
-    problems: list[str] = []
-    if not text.strip():
-        return mappings, problems
-    seen: dict[tuple[int, str], str] = {}
-    for position, raw in enumerate(text.split(";"), start=1):
-        entry = raw.strip()
-        if not entry:
-            problems.append(f"entry {position} is empty")
-            continue
-        mapping, problem = _parse_port_entry(entry)
-        if mapping is None:
-            problems.append(f"entry {position} ({entry!r}): {problem}")
-            continue
-        key = (mapping.host_port, mapping.protocol)
-        if key in seen:
-            problems.append(
-                f"entry {position} ({entry!r}): host port {mapping.host_port}/{mapping.protocol} "
-                f"is already mapped by {seen[key]!r}"
-            )
-            continue
-        seen[key] = entry
-        mappings.append(mapping)
-    return mappings, problems
-
-
-def parse_ports(text: str) -> list[PortMapping]:
-    """Parse Oakestra's `host:container[/tcp|udp];...` (a single port maps to itself)."""
-    if not isinstance(text, str):
-        raise DescriptorError([FieldError("port", f"must be a string, not {_type_name(text)}")])
-    mappings, problems = _port_problems(text)
-    if problems:
-        raise DescriptorError([FieldError("port", problem) for problem in problems])
-    return mappings
-
-
 def _check_name(errors: _Collector, path: str, value: object) -> None:
     if not isinstance(value, str):
         errors.add(path, f"must be a string, not {_type_name(value)}")
@@ -355,15 +277,27 @@ def _check_string_list(errors: _Collector, path: str, value: object) -> list[str
     return value if valid else None
 
 
+def environment_problem(entry: str) -> str:
+    """Why an environment entry cannot be used ("" if it can): the one rule for every caller."""
+    name, has_equals, _value = entry.partition("=")
+    if not has_equals or not ENV_NAME_PATTERN.fullmatch(name):
+        return "must look like VAR=value (VAR: letters, digits, underscore; no leading digit)"
+    if "\x00" in entry:
+        return "must not contain a NUL character"
+    if "\n" in entry or "\r" in entry:
+        # containerd reads the environment from a file with one entry per line.
+        return "must not contain a line break"
+    return ""
+
+
 def _check_environment(errors: _Collector, path: str, value: object) -> None:
     entries = _check_string_list(errors, path, value)
     for index, entry in enumerate(entries or []):
-        name, has_equals, _value = entry.partition("=")
-        if not has_equals or not ENV_NAME_PATTERN.fullmatch(name):
-            errors.add(
-                f"{path}[{index}]",
-                f"{entry!r} must look like VAR=value (VAR: letters, digits, underscore; no leading digit)",
-            )
+        problem = environment_problem(entry)
+        if problem:
+            # The entry holds a secret more often than not: name the variable, never the value.
+            name = entry.partition("=")[0]
+            errors.add(f"{path}[{index}]", f"entry for {name!r} {problem}" if "=" in entry else problem)
 
 
 def _check_code(errors: _Collector, path: str, value: object) -> None:
@@ -465,7 +399,7 @@ def _check_port(errors: _Collector, path: str, value: object) -> None:
     if not isinstance(value, str):
         errors.add(path, f"must be a string like '8080:80/tcp;53/udp', not {_type_name(value)}")
         return
-    for problem in _port_problems(value)[1]:
+    for problem in port_problems(value)[1]:
         errors.add(path, problem)
 
 
@@ -658,3 +592,45 @@ def parse_descriptor(data: object) -> Descriptor:
         customerID=data["customerID"],
         applications=[_build_application(item) for item in data["applications"]],
     )
+
+
+def _service_paths(descriptor: Descriptor):
+    for app_index, application in enumerate(descriptor.applications):
+        for index, service in enumerate(application.microservices):
+            yield f"applications[{app_index}].microservices[{index}]", service
+
+
+def privileged_errors(descriptor: Descriptor) -> list[FieldError]:
+    """`privileged: true` gives root on the worker to whoever wrote the descriptor: callers refuse
+    it unless the operator (a play variable) or an Admin (the API) allows it."""
+    return [
+        FieldError(f"{path}.privileged", "privileged instances are not allowed here (root on the worker)")
+        for path, service in _service_paths(descriptor)
+        if service.privileged
+    ]
+
+
+def unhonoured_fields(descriptor: Descriptor) -> list[FieldError]:
+    """Fields that pass validation but that Grove does not act on yet: say so, never silently."""
+    notes = []
+    for path, service in _service_paths(descriptor):
+        if service.rr_ip:
+            notes.append(
+                FieldError(
+                    f"{path}.addresses.rr_ip",
+                    f"{service.rr_ip} is not honoured yet: service addresses arrive with the networking role",
+                )
+            )
+        if service.added_files:
+            notes.append(FieldError(f"{path}.added_files", "is not honoured yet: no files are added"))
+        if service.vtpus:
+            notes.append(FieldError(f"{path}.vtpus", "is not honoured: Grove schedules no TPUs"))
+        if service.vgpus:
+            notes.append(
+                FieldError(
+                    f"{path}.vgpus",
+                    "only steers scheduling to workers with enough GPUs: "
+                    "no GPU is passed into the container yet",
+                )
+            )
+    return notes

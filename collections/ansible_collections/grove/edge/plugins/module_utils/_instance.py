@@ -4,27 +4,37 @@
 
 The containers are the record: everything node_info reports is read back from the labels the
 instance module put on them, so a worker can be inspected without any other state.
+
+The environment is kept apart from everything else: its values carry passwords in real
+descriptors, so they reach the container only through a file of mode 0600 that containerd reads
+into the OCI spec. Labels, diffs and results hold the variable names and a salted digest only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 
 from ansible_collections.grove.edge.plugins.module_utils import _descriptor
+from ansible_collections.grove.edge.plugins.module_utils._ports import (
+    PortError,
+    format_ports,
+    parse_ports,
+)
 
 # The container id belongs to an instance's spec; the instance module and its tests take it from here.
 MAX_ID_LENGTH = _descriptor.MAX_ID_LENGTH
 instance_id = _descriptor.instance_id
 
 NETWORK_NAME = "grove"
-LABEL_PREFIX = "grove."
 LABEL_SERVICE = "grove.service"
 LABEL_INSTANCE = "grove.instance"
 LABEL_PORTS = "grove.ports"
 LABEL_SPEC_HASH = "grove.spec-hash"
 LABEL_SPEC = "grove.spec"
+LABEL_ENV_DIGEST = "grove.env-digest"
 LABEL_ADDRESS = "grove.address"
 LABEL_ONE_SHOT = "grove.one_shot"
 LABEL_STATE = "grove.state"
@@ -36,10 +46,28 @@ RESOURCE_LABELS = {
 }
 # containerd rejects a label whose key and value together exceed this many bytes.
 MAX_LABEL_SIZE = 4096
-NAME_PATTERN = re.compile(r"[A-Za-z0-9]{1,30}")
 # containerd namespaces follow the same rules as its identifiers.
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 STOPPED = "stopped"
+MASK = "********"
+
+# The `spec` option of grove.edge.instance: what grove.edge.descriptor returns per service
+# (_descriptor.Microservice.instance_spec) and what the instance module validates, in one place.
+SPEC_OPTIONS = {
+    "image": {"type": "str", "required": True},
+    "cmd": {"type": "list", "elements": "str", "default": []},
+    "args": {"type": "list", "elements": "str", "default": []},
+    "memory": {"type": "int", "default": 0},
+    "vcpus": {"type": "float", "default": 0},
+    "vgpus": {"type": "int", "default": 0},
+    "storage": {"type": "int", "default": 0},
+    "ports": {"type": "str", "default": ""},
+    "bandwidth_in": {"type": "int", "default": 0},
+    "bandwidth_out": {"type": "int", "default": 0},
+    "privileged": {"type": "bool", "default": False},
+    "one_shot": {"type": "bool", "default": False},
+    "labels": {"type": "dict", "default": {}},
+}
 
 
 class SpecError(ValueError):
@@ -48,7 +76,7 @@ class SpecError(ValueError):
 
 def check_service(service: str) -> None:
     parts = service.split(".")
-    if len(parts) != 4 or not all(NAME_PATTERN.fullmatch(part) for part in parts):
+    if len(parts) != 4 or not all(_descriptor.NAME_PATTERN.fullmatch(part) for part in parts):
         raise SpecError(
             f"service {service!r} must be app.appns.service.servicens, each part 1 to 30 letters or digits"
         )
@@ -82,54 +110,55 @@ def process_args(cmd: list[str], args: list[str]) -> list[str] | None:
     return None
 
 
-def ports_string(mappings: list) -> str:
-    return ";".join(f"{m.host_port}:{m.container_port}/{m.protocol}" for m in mappings)
+def environment(entries: list[str]) -> list[str]:
+    """The entries, validated by the descriptor's rule, one per name (a later entry wins)."""
+    merged: dict[str, str] = {}
+    for entry in entries:
+        problem = _descriptor.environment_problem(entry)
+        if problem:
+            raise SpecError(f"env entry for {entry.partition('=')[0]!r} {problem}")
+        name, _equals, value = entry.partition("=")
+        merged[name] = value
+    return [f"{name}={value}" for name, value in merged.items()]
 
 
-def parse_ports_label(text: str) -> list[dict]:
-    """The normalised ports label back into dicts (it was written by ports_string)."""
-    mappings = []
-    for entry in filter(None, (text or "").split(";")):
-        spec, _slash, protocol = entry.partition("/")
-        host, _colon, container = spec.partition(":")
-        try:
-            mappings.append(
-                {
-                    "host_port": int(host),
-                    "container_port": int(container or host),
-                    "protocol": protocol or "tcp",
-                }
-            )
-        except ValueError:
-            continue
-    return mappings
+def masked(entries: list[str]) -> list[str]:
+    return [entry.partition("=")[0] + "=" + MASK for entry in entries]
 
 
-def desired_spec(params: dict, ports: list) -> dict:
-    """The instance's desired configuration: everything whose change needs a new container."""
-    for entry in params["env"]:
-        if "=" not in entry or entry.startswith("="):
-            raise SpecError(f"env entry {entry!r} must look like NAME=value")
+def desired_spec(spec: dict, env: list[str], network: dict) -> dict:
+    """The instance's desired configuration: everything whose change needs a new container.
+
+    `env` appears only masked; its values enter the comparison through env_digest.
+    """
     for key in ("memory", "vcpus", "vgpus", "storage", "bandwidth_in", "bandwidth_out"):
-        if params[key] < 0:
+        if spec[key] < 0:
             raise SpecError(f"{key} must not be negative")
+    try:
+        ports = format_ports(parse_ports(spec["ports"] or ""))
+    except PortError as exc:
+        raise SpecError(f"ports: {exc}") from exc
     return {
-        "image": normalize_image(params["image"]),
-        "args": process_args(params["cmd"], params["args"]),
-        "env": list(params["env"]),
+        "image": normalize_image(spec["image"]),
+        "args": process_args(spec["cmd"], spec["args"]),
+        "env": masked(env),
         "resources": {
-            "memory": int(params["memory"]),
-            "vcpus": float(params["vcpus"]),
-            "vgpus": int(params["vgpus"]),
-            "storage": int(params["storage"]),
+            "memory": int(spec["memory"]),
+            "vcpus": float(spec["vcpus"]),
+            "vgpus": int(spec["vgpus"]),
+            "storage": int(spec["storage"]),
         },
-        "ports": ports_string(ports),
-        "bandwidth": {"in": int(params["bandwidth_in"]), "out": int(params["bandwidth_out"])},
-        "privileged": bool(params["privileged"]),
-        "one_shot": bool(params["one_shot"]),
+        "ports": ports,
+        "bandwidth": {"in": int(spec["bandwidth_in"]), "out": int(spec["bandwidth_out"])},
+        "privileged": bool(spec["privileged"]),
+        "one_shot": bool(spec["one_shot"]),
         # Label values are strings in containerd; YAML may well hand over numbers or booleans.
-        "labels": {str(key): str(value) for key, value in sorted((params["labels"] or {}).items())},
-        "network": {"subnet": params["subnet"], "bridge": params["bridge"], "routes": list(params["routes"])},
+        "labels": {str(key): str(value) for key, value in sorted((spec["labels"] or {}).items())},
+        "network": {
+            "subnet": network["subnet"],
+            "bridge": network["bridge"],
+            "routes": list(network["routes"]),
+        },
     }
 
 
@@ -137,20 +166,37 @@ def canonical_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def spec_hash(spec: dict) -> str:
-    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:24]
+def new_salt() -> str:
+    return os.urandom(16).hex()
+
+
+def env_digest(env: list[str], salt: str) -> str:
+    """`salt:sha256` of the environment: detects a change without keeping the values anywhere."""
+    digest = hashlib.sha256((salt + canonical_json(env)).encode()).hexdigest()
+    return f"{salt}:{digest}"
+
+
+def recorded_salt(container: dict | None) -> str:
+    recorded = (container or {}).get("labels", {}).get(LABEL_ENV_DIGEST, "")
+    salt, colon, _digest = recorded.partition(":")
+    return salt if colon and salt else ""
+
+
+def spec_hash(spec: dict, digest: str = "") -> str:
+    return hashlib.sha256((canonical_json(spec) + digest).encode()).hexdigest()[:24]
 
 
 def format_number(value: float) -> str:
     return (f"{value:f}").rstrip("0").rstrip(".") or "0"
 
 
-def managed_labels(service: str, instance_number: int, spec: dict) -> dict[str, str]:
+def managed_labels(service: str, instance_number: int, spec: dict, digest: str) -> dict[str, str]:
     labels = {
         LABEL_SERVICE: service,
         LABEL_INSTANCE: str(instance_number),
         LABEL_PORTS: spec["ports"],
-        LABEL_SPEC_HASH: spec_hash(spec),
+        LABEL_SPEC_HASH: spec_hash(spec, digest),
+        LABEL_ENV_DIGEST: digest,
     }
     for key, label in RESOURCE_LABELS.items():
         value = spec["resources"][key]
@@ -158,20 +204,21 @@ def managed_labels(service: str, instance_number: int, spec: dict) -> dict[str, 
     if spec["one_shot"]:
         labels[LABEL_ONE_SHOT] = "true"
     text = canonical_json(spec)
-    # The full spec only serves diffs; an instance with a huge environment goes without it.
+    # The full spec only serves diffs; an instance with a huge command line goes without it.
     if len(LABEL_SPEC) + len(text.encode()) <= MAX_LABEL_SIZE:
         labels[LABEL_SPEC] = text
     return labels
 
 
-def container_labels(service: str, instance_number: int, spec: dict) -> dict[str, str]:
+def container_labels(service: str, instance_number: int, spec: dict, digest: str) -> dict[str, str]:
     """User labels plus the ones Grove manages; a user label may not contradict a managed one."""
-    managed = managed_labels(service, instance_number, spec)
+    managed = managed_labels(service, instance_number, spec, digest)
     reserved = set(managed) | {
         LABEL_ADDRESS,
         LABEL_STATE,
         LABEL_ONE_SHOT,
         LABEL_SPEC,
+        LABEL_ENV_DIGEST,
         *RESOURCE_LABELS.values(),
     }
     labels = dict(spec["labels"])
@@ -184,7 +231,7 @@ def container_labels(service: str, instance_number: int, spec: dict) -> dict[str
     return labels
 
 
-def run_options(spec: dict, labels: dict[str, str], netns_path: str) -> list[str]:
+def run_options(spec: dict, labels: dict[str, str], netns_path: str, env_file: str | None) -> list[str]:
     """ctr run / ctr containers create options for the spec (everything but image, id, args)."""
     options = ["--with-ns", "network:" + netns_path]
     resources = spec["resources"]
@@ -196,8 +243,8 @@ def run_options(spec: dict, labels: dict[str, str], netns_path: str) -> list[str
         options.append("--privileged")
     for key, value in sorted(labels.items()):
         options += ["--label", f"{key}={value}"]
-    for entry in spec["env"]:
-        options += ["--env", entry]
+    if env_file:
+        options += ["--env-file", env_file]
     return options
 
 
@@ -237,10 +284,17 @@ def _number(text: str | None, kind: type) -> float | int:
         return kind(0)
 
 
+def recorded_ports(container: dict) -> list:
+    """The port mappings the container was made with (its ports label), or none if unreadable."""
+    try:
+        return parse_ports(container.get("labels", {}).get(LABEL_PORTS, ""))
+    except PortError:
+        return []
+
+
 def facts(container: dict, task: dict | None) -> dict:
     """What node_info and the instance module report about one instance."""
     labels = container.get("labels", {})
-    ports = parse_ports_label(labels.get(LABEL_PORTS, ""))
     instance_number = labels.get(LABEL_INSTANCE, "")
     stopped = task is not None and task["status"] == "STOPPED"
     return {
@@ -252,7 +306,7 @@ def facts(container: dict, task: dict | None) -> dict:
         "exit_status": task["exit_status"] if stopped else None,  # type: ignore[index]
         "address": labels.get(LABEL_ADDRESS, ""),
         "ports": labels.get(LABEL_PORTS, ""),
-        "host_ports": [f"{port['host_port']}/{port['protocol']}" for port in ports],
+        "host_ports": [mapping.host_key for mapping in recorded_ports(container)],
         "pid": task["pid"] if task and not stopped else None,
         "image": container.get("image", ""),
         "one_shot": labels.get(LABEL_ONE_SHOT) == "true",

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import math
 
+from ansible_collections.grove.edge.plugins.module_utils._arch import architecture as _architecture
+from ansible_collections.grove.edge.plugins.module_utils._ports import parse_host_port
+
 STRATEGIES = ("spread", "pack")
 SCHEDULED = "NODE_SCHEDULED"
 TARGET_CLUSTER_NOT_FOUND = "TargetClusterNotFound"
@@ -25,24 +28,11 @@ NO_QUALIFIED_WORKER_FOUND = "NO_QUALIFIED_WORKER_FOUND"
 RELEASED_STATUSES = frozenset({"DEAD", "COMPLETED", "FAILED", "UNDEPLOYED"})
 # A dead or failed instance is restarted where it is if it still fits there, else moved.
 RESTARTABLE_STATUSES = frozenset({"DEAD", "FAILED"})
-ARCHITECTURE_ALIASES = {
-    "x86_64": "amd64",
-    "x64": "amd64",
-    "aarch64": "arm64",
-    "armv8": "arm64",
-    "armv7l": "arm",
-    "armhf": "arm",
-}
 MILLI = 1000
 
 
 class SchedulerInputError(ValueError):
     """The service requests or the cluster facts are malformed."""
-
-
-def _architecture(value: str) -> str:
-    value = value.strip().lower()
-    return ARCHITECTURE_ALIASES.get(value, value)
 
 
 def _number(value: object, path: str, default: float = 0) -> float:
@@ -59,13 +49,10 @@ def _millicores(value: float) -> int:
 
 
 def _port_key(value: object, path: str) -> tuple[int, str]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value, "tcp"
-    if isinstance(value, str):
-        number, _slash, protocol = value.partition("/")
-        if number.strip().isdigit():
-            return int(number), (protocol.strip().lower() or "tcp")
-    raise SchedulerInputError(f"{path}: host ports look like 8080/tcp or 53/udp, not {value!r}")
+    try:
+        return parse_host_port(value)
+    except ValueError as exc:
+        raise SchedulerInputError(f"{path}: {exc}") from exc
 
 
 def _host_ports(values: object, path: str) -> frozenset[tuple[int, str]]:
@@ -130,6 +117,26 @@ class _Resources:
         )
 
 
+class _Record:
+    """An instance a worker reports: what it holds there and how the scheduler treats it."""
+
+    __slots__ = ("need", "number", "ports", "service", "status", "worker")
+
+    def __init__(self, worker: _Worker, record: dict, path: str) -> None:
+        self.worker = worker
+        self.service, self.number = _record_identity(record, path)
+        self.status = str(record.get("status", "")).upper()
+        self.need = _requested(record.get("resources") or {}, f"{path}.resources")
+        # None: the facts do not say, so the service's requested ports stand in (reserve_known_ports).
+        self.ports = (
+            _host_ports(record["host_ports"], f"{path}.host_ports") if "host_ports" in record else None
+        )
+
+    @property
+    def holds_resources(self) -> bool:
+        return self.status not in RELEASED_STATUSES
+
+
 class _Worker:
     __slots__ = (
         "architecture",
@@ -137,9 +144,11 @@ class _Worker:
         "free",
         "instance_count",
         "key",
+        "missing",
         "name",
         "ports",
         "reachable",
+        "records",
         "runtimes",
         "service_counts",
     )
@@ -157,6 +166,10 @@ class _Worker:
         if not isinstance(runtimes, list):
             raise SchedulerInputError(f"{path}.runtimes: must be a list")
         self.runtimes = frozenset(str(runtime) for runtime in runtimes)
+        missing = node.get("cni_missing") or []
+        if not isinstance(missing, list):
+            raise SchedulerInputError(f"{path}.cni_missing: must be a list")
+        self.missing = ", ".join(sorted(str(plugin) for plugin in missing))
         gpus = node.get("gpus") or []
         gpu_count = len(gpus) if isinstance(gpus, list) else _number(gpus, f"{path}.gpus")
         disk_free = _number(node.get("disk_free_mb"), f"{path}.disk_free_mb")
@@ -168,9 +181,12 @@ class _Worker:
             # measured free space: counting what they wrote twice errs on the safe side.
             disk=_number(node.get("disk_mb"), f"{path}.disk_mb", default=disk_free),
         )
-        self.ports: set[tuple[int, str]] = set()
+        # A multiset: two instances may report the same host port (a duplicate after a worker came
+        # back), and releasing one of them must not free the port.
+        self.ports: dict[tuple[int, str], int] = {}
         self.service_counts: dict[str, int] = {}
         self.instance_count = 0
+        self.records: list[_Record] = []
         self._count_instances(node.get("instances") or [], f"{path}.instances")
         # Reservations bound what the instances may use; the measurements also see everything
         # else on the host. Trust whichever leaves less.
@@ -183,21 +199,32 @@ class _Worker:
     def _count_instances(self, instances: object, path: str) -> None:
         if not isinstance(instances, list):
             raise SchedulerInputError(f"{path}: must be a list")
-        for index, record in enumerate(instances):
+        for index, data in enumerate(instances):
             item_path = f"{path}[{index}]"
-            if not isinstance(record, dict):
+            if not isinstance(data, dict):
                 raise SchedulerInputError(f"{item_path}: must be a dict")
-            if str(record.get("status", "")).upper() in RELEASED_STATUSES:
+            record = _Record(self, data, item_path)
+            if record.status == "UNDEPLOYED":
                 continue
-            self.free.take(_requested(record.get("resources") or {}, f"{item_path}.resources"))
-            self.ports.update(_host_ports(record.get("host_ports"), f"{item_path}.host_ports"))
-            service = _record_identity(record, item_path)[0]
-            self.service_counts[service] = self.service_counts.get(service, 0) + 1
+            self.records.append(record)
+            if not record.holds_resources:
+                continue
+            self.free.take(record.need)
+            self.hold_ports(record.ports or ())
+            self.service_counts[record.service] = self.service_counts.get(record.service, 0) + 1
             self.instance_count += 1
+
+    def hold_ports(self, ports) -> None:
+        for port in ports:
+            self.ports[port] = self.ports.get(port, 0) + 1
+
+    def ports_taken(self, wanted: frozenset[tuple[int, str]], own: frozenset[tuple[int, str]] = frozenset()):
+        """The wanted host ports that an instance other than the one holding `own` uses here."""
+        return sorted(port for port in wanted if self.ports.get(port, 0) - (port in own) > 0)
 
     def place(self, need: _Resources, service: str, ports: frozenset[tuple[int, str]]) -> None:
         self.free.take(need)
-        self.ports.update(ports)
+        self.hold_ports(ports)
         self.service_counts[service] = self.service_counts.get(service, 0) + 1
         self.instance_count += 1
 
@@ -223,7 +250,7 @@ class _Cluster:
     def active(self) -> bool:
         return any(worker.reachable for worker in self.workers)
 
-    def account(self, worker: _Worker, need: _Resources) -> None:
+    def account(self, worker: _Worker, need: _Resources, *, new_instance: bool = True) -> None:
         # The aggregate counts each worker's free resources only down to zero, so take exactly the
         # part of `need` that came out of positive free capacity.
         free = worker.free
@@ -235,7 +262,7 @@ class _Cluster:
                 disk=max(free.disk, 0) - max(free.disk - need.disk, 0),
             )
         )
-        self.instance_count += 1
+        self.instance_count += new_instance
 
 
 def _requested(resources: object, path: str) -> _Resources:
@@ -329,6 +356,8 @@ class _Request:
             return "unreachable"
         if self.nodes is not None and worker.name not in self.nodes:
             return "not in the direct constraint's node list"
+        if worker.missing:
+            return f"CNI plugins missing: {worker.missing}"
         if self.virtualization not in worker.runtimes:
             offered = ", ".join(sorted(worker.runtimes)) or "none"
             return f"no {self.virtualization!r} runtime (has: {offered})"
@@ -344,12 +373,34 @@ class _Request:
         return workers
 
     def load_problems(self, worker: _Worker) -> list[str]:
-        problems = worker.free.shortfalls(self.need)
-        taken = sorted(self.ports & worker.ports)
-        if taken:
-            listed = ", ".join(f"{port}/{protocol}" for port, protocol in taken)
-            problems.append(f"host port {listed} already in use")
-        return problems
+        return worker.free.shortfalls(self.need) + _port_problems(worker.ports_taken(self.ports))
+
+    def change_need(self, record: _Record) -> _Resources:
+        """What an instance running on its worker needs on top of what it holds, to take this spec.
+
+        Never less than nothing: the instance is recreated in place after the other placements of
+        the same run may have started, so what a smaller spec would free is not handed out again.
+        """
+        held, need = record.need, self.need
+        return _Resources(
+            cpu=max(need.cpu - held.cpu, 0),
+            memory=max(need.memory - held.memory, 0),
+            gpu=max(need.gpu - held.gpu, 0),
+            disk=max(need.disk - held.disk, 0),
+        )
+
+    def change_problems(self, record: _Record) -> list[str]:
+        """Why a running instance cannot take this spec where it is (empty if it can)."""
+        extra = self.change_need(record)
+        problems = [f"to grow in place {problem}" for problem in record.worker.free.shortfalls(extra)]
+        own = record.ports if record.ports is not None else self.ports
+        return problems + _port_problems(record.worker.ports_taken(self.ports, own))
+
+
+def _port_problems(taken: list[tuple[int, str]]) -> list[str]:
+    if not taken:
+        return []
+    return ["host port {} already in use".format(", ".join(f"{port}/{protocol}" for port, protocol in taken))]
 
 
 def _rank(strategy: str, after: tuple, replicas: int, instances: int, name: str) -> tuple:
@@ -369,7 +420,8 @@ class _Placer:
             raise SchedulerInputError("clusters: must be a dict of cluster name to {workers: {...}}")
         self.strategy = strategy
         self.clusters: dict[str, _Cluster] = {}
-        self.existing: dict[tuple[str, int], list[tuple[_Worker, str]]] = {}
+        self.existing: dict[tuple[str, int], list[_Record]] = {}
+        self.kept: set[tuple[str, int, str]] = set()
         for cluster_name in sorted(clusters, key=str):
             spec = clusters[cluster_name]
             workers = spec.get("workers") if isinstance(spec, dict) else None
@@ -378,16 +430,10 @@ class _Placer:
             built = []
             for name in sorted(workers, key=str):
                 worker = _Worker(str(cluster_name), str(name), workers[name])
-                self._index_instances(worker, workers[name])
+                for record in worker.records:
+                    self.existing.setdefault((record.service, record.number), []).append(record)
                 built.append(worker)
             self.clusters[str(cluster_name)] = _Cluster(str(cluster_name), built)
-
-    def _index_instances(self, worker: _Worker, node: dict) -> None:
-        for index, record in enumerate(node.get("instances") or []):
-            path = f"clusters.{worker.cluster}.workers.{worker.name}.instances[{index}]"
-            status = str(record.get("status", "")).upper()
-            if status != "UNDEPLOYED":
-                self.existing.setdefault(_record_identity(record, path), []).append((worker, status))
 
     def reserve_known_ports(self, requests: list[_Request]) -> None:
         """Running replicas occupy their service's host ports even when the facts do not list them."""
@@ -395,30 +441,78 @@ class _Placer:
         for (service, _number), records in self.existing.items():
             ports = by_service.get(service)
             if ports:
-                for worker, status in records:
-                    if status not in RELEASED_STATUSES:
-                        worker.ports.update(ports)
+                for record in records:
+                    if record.holds_resources and record.ports is None:
+                        record.worker.hold_ports(ports)
 
     def place(self, request: _Request, number: int) -> dict:
         moved_from = ""
         records = self.existing.get((request.service, number), [])
         # Running first, then by worker name, so the choice among duplicates is stable.
-        for worker, status in sorted(records, key=lambda item: (item[1] in RELEASED_STATUSES, item[0].key)):
-            if not worker.reachable or not request.allows(worker):
+        for record in sorted(records, key=lambda item: (not item.holds_resources, item.worker.key)):
+            worker = record.worker
+            if not worker.reachable or not request.allows(worker) or request.kind_problem(worker):
                 moved_from = moved_from or worker.key
                 continue
-            if status in RESTARTABLE_STATUSES:
-                if request.kind_problem(worker) or request.load_problems(worker):
+            if record.holds_resources:
+                # It runs: it stays if the worker has room for what the (possibly new) spec adds.
+                if request.change_problems(record):
+                    moved_from = moved_from or worker.key
+                    continue
+                self._commit_change(request, record)
+            elif record.status in RESTARTABLE_STATUSES:
+                if request.load_problems(worker):
                     moved_from = moved_from or worker.key
                     continue
                 self._commit(request, worker)
+            self.kept.add((request.service, number, worker.key))
             result = self._placement(request, number, worker, existing=True)
-            result["instance_status"] = status
+            result["instance_status"] = record.status
             return result
         result = self._place_new(request, number)
         if moved_from:
             result["moved_from"] = moved_from
+            if result["status"] != SCHEDULED:
+                self._keep_running_copy(request, number, result)
         return result
+
+    def _keep_running_copy(self, request: _Request, number: int, failure: dict) -> None:
+        """No new home for it: a copy that still runs keeps running (with its old spec) rather
+        than being removed with nothing to replace it."""
+        for record in self.existing.get((request.service, number), []):
+            if record.holds_resources and record.worker.reachable:
+                self.kept.add((request.service, number, record.worker.key))
+                failure["running_on"] = record.worker.key
+                return
+
+    def copies(self, services: set[str], *, reachable: bool, instance: int | None = None) -> list[dict]:
+        """The copies of these services on workers that do (or do not) answer, except kept ones."""
+        found = []
+        for (service, number), records in self.existing.items():
+            if service not in services or instance not in (None, number):
+                continue
+            for record in records:
+                if (
+                    record.worker.reachable == reachable
+                    and (service, number, record.worker.key) not in self.kept
+                ):
+                    found.append(
+                        {
+                            "service": service,
+                            "instance_number": number,
+                            "cluster": record.worker.cluster,
+                            "worker": record.worker.name,
+                        }
+                    )
+        return sorted(
+            found,
+            key=lambda item: (item["cluster"], item["worker"], item["service"], item["instance_number"]),
+        )
+
+    def removals(self, requests: list[_Request]) -> list[dict]:
+        """Instances of the requested services that the placement drops, on workers that answer:
+        surplus numbers, copies that moved, duplicates left by a worker that came back."""
+        return self.copies({request.service for request in requests}, reachable=True)
 
     def _placement(self, request: _Request, number: int, worker: _Worker, existing: bool) -> dict:
         return {
@@ -433,6 +527,14 @@ class _Placer:
     def _commit(self, request: _Request, worker: _Worker) -> None:
         self.clusters[worker.cluster].account(worker, request.need)
         worker.place(request.need, request.service, request.ports)
+
+    def _commit_change(self, request: _Request, record: _Record) -> None:
+        worker = record.worker
+        extra = request.change_need(record)
+        self.clusters[worker.cluster].account(worker, extra, new_instance=False)
+        worker.free.take(extra)
+        own = record.ports if record.ports is not None else request.ports
+        worker.hold_ports(request.ports - own)
 
     def _candidate_clusters(self, request: _Request) -> tuple[list[_Cluster], str, dict[str, str]]:
         """Clusters in the order to try them, else the cluster-level failure status; with reasons."""
@@ -494,7 +596,7 @@ class _Placer:
                 or (need_disk > 0 and after[3] < 0)
             ):
                 continue
-            if request.ports and request.ports & worker.ports:
+            if request.ports and worker.ports_taken(request.ports):
                 continue
             rank = _rank(
                 self.strategy,
@@ -539,7 +641,13 @@ class _Placer:
 
 
 def schedule(services: list, clusters: dict, strategy: str = "spread") -> dict:
-    """Place every requested instance; JSON-serialisable `{"placements": [...], "failures": [...]}`.
+    """Place every requested instance; JSON-serialisable `{"placements", "failures", "removals"}`.
+
+    An instance a worker already runs stays there while the worker has room for its (possibly
+    changed) spec; otherwise it is placed anew and `moved_from` names the old worker. `removals`
+    lists the copies of the requested services to remove once the placements run (surplus
+    numbers, moved copies, duplicates); a copy whose instance found no new home keeps running
+    (`running_on` in its failure).
 
     services: [{"service": fqn, "requirements": {vcpus, memory, vgpus, storage, virtualization,
     architecture}, "instance_numbers": [0, ...], "constraints": [{"type": "direct", "cluster": ...,
@@ -563,4 +671,21 @@ def schedule(services: list, clusters: dict, strategy: str = "spread") -> dict:
         for number in request.instance_numbers:
             result = placer.place(request, number)
             (placements if result.get("status") == SCHEDULED else failures).append(result)
-    return {"placements": placements, "failures": failures}
+    return {"placements": placements, "failures": failures, "removals": placer.removals(requests)}
+
+
+def undeploy(services: list, clusters: dict, instance: int | None = None) -> dict:
+    """Every copy of these services (only instance `instance`, if given) as `removals` on the
+    workers that answer, and as `stranded` on those that do not (they go when they answer again)."""
+    if not isinstance(services, list) or not all(isinstance(name, str) for name in services):
+        raise SchedulerInputError("services: must be a list of fully qualified service names")
+    if instance is not None and (isinstance(instance, bool) or not isinstance(instance, int) or instance < 0):
+        raise SchedulerInputError(f"instance: must be a non-negative integer, not {instance!r}")
+    placer = _Placer(clusters, STRATEGIES[0])
+    names = set(services)
+    return {
+        "placements": [],
+        "failures": [],
+        "removals": placer.copies(names, reachable=True, instance=instance),
+        "stranded": placer.copies(names, reachable=False, instance=instance),
+    }

@@ -31,7 +31,7 @@ def _start_time(pid):
             text = stat.read()
     except OSError:
         return None
-    return text[text.rindex(")") + 2:].split()[19]
+    return text[text.rindex(")") + 2 :].split()[19]
 
 
 def read_state(run_dir, name):

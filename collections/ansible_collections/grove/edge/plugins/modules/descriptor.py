@@ -31,12 +31,31 @@ options:
       Instance count per fully qualified service name (C(app.appns.svc.svcns)); overrides O(instances).
     type: dict
     default: {}
+  instances_path:
+    description:
+      - "A JSON file C({\"app.appns.svc.svcns\": [0, 2, 5]}) naming exactly the instance numbers that
+        must run for each listed service (C([]) removes them all). It overrides O(instances) and
+        O(instance_counts) for the services it lists. The Grove API hands its jobs over this way."
+    type: path
   service:
     description: Only this fully qualified service name.
     type: str
   instance:
     description: Only this instance number.
     type: int
+  environment:
+    description:
+      - Return only RV(environment), the environment entries of each service, and nothing else.
+      - They often carry secrets, so run the task with C(no_log=true) (the playbooks do), after a task
+        without this option has validated the descriptor with its errors in plain sight.
+    type: bool
+    default: false
+  allow_privileged:
+    description:
+      - Accept microservices with C(privileged=true). A privileged container is root on its worker,
+        so this is for the operator to allow, never for whoever writes the descriptor.
+    type: bool
+    default: false
 author:
   - Grove developers (@grove)
 extends_documentation_fragment:
@@ -71,36 +90,55 @@ services:
       instance_numbers: [0]
       requirements: {vcpus: 1, memory: 100, vgpus: 0, storage: 0, virtualization: container}
       constraints: []
+      host_ports: [6080/tcp]
 service_names:
   description: Fully qualified names of the selected services.
   returned: success
   type: list
   elements: str
   sample: [clientsrvr.test.curl.test, clientsrvr.test.nginx.test]
-instances:
-  description: Options of M(grove.edge.instance) per container id C(app.appns.svc.svcns.instance.N).
+specs:
+  description:
+    - The O(grove.edge.instance#module:spec) option per fully qualified service name, without the
+      environment (see O(environment)).
   returned: success
   type: dict
   sample:
-    clientsrvr.test.nginx.test.instance.0:
-      service: clientsrvr.test.nginx.test
-      instance_number: 0
+    clientsrvr.test.nginx.test:
       image: docker.io/library/nginx:latest
+      cmd: []
+      args: []
+      memory: 100
+      vcpus: 1
+      vgpus: 0
+      storage: 0
       ports: "6080:80/tcp"
+      bandwidth_in: 0
+      bandwidth_out: 0
+      privileged: false
+      one_shot: false
+      labels: {grove.service: clientsrvr.test.nginx.test}
+environment:
+  description: Environment entries C(NAME=value) per fully qualified service name.
+  returned: when O(environment=true)
+  type: dict
+  sample: {clientsrvr.test.curl.test: ["GREETING=hello"]}
 errors:
   description: "Every validation problem, as C(path: reason)."
   returned: failure
   type: list
   elements: str
-  sample: ["applications[0].microservices[1].port: '70000' is not a port (1-65535)"]
+  sample:
+    - "applications[0].microservices[1].port: entry 1 ('0:80'): ports must be whole numbers from 1 to 65535"
 """
 
 import json
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.grove.edge.plugins.module_utils._descriptor import (
-    instance_id,
     parse_descriptor,
+    privileged_errors,
+    unhonoured_fields,
     validate_descriptor,
 )
 
@@ -112,12 +150,17 @@ except ImportError:
     HAS_YAML = False
 
 
-def _load(module, path):
+def _read(module, path, what):
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            return handle.read()
     except OSError as exc:
-        module.fail_json(msg="descriptor %s: cannot read it: %s" % (path, exc))
+        module.fail_json(msg="%s %s: cannot read it: %s" % (what, path, exc))
+    return None
+
+
+def _load(module, path):
+    text = _read(module, path, "descriptor")
     try:
         return json.loads(text)
     except ValueError as json_error:
@@ -130,16 +173,66 @@ def _load(module, path):
     return None
 
 
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _instance_numbers(module, params, known):
+    """Instance numbers per service: the instances file, else the counts, else `instances`."""
+    counts = params["instance_counts"]
+    for name, count in counts.items():
+        if not _is_count(count):
+            module.fail_json(msg="instance_counts.%s: must be a non-negative integer, not %r" % (name, count))
+    if params["instances"] < 0:
+        module.fail_json(msg="instances: must be a non-negative integer, not %d" % params["instances"])
+    exact = {}
+    if params["instances_path"]:
+        path = params["instances_path"]
+        try:
+            exact = json.loads(_read(module, path, "instances file"))
+        except ValueError as exc:
+            module.fail_json(msg="instances file %s: not valid JSON: %s" % (path, exc))
+        if not isinstance(exact, dict):
+            module.fail_json(msg="instances file %s: must be an object of service name to numbers" % path)
+        for name, numbers in exact.items():
+            if not isinstance(numbers, list) or not all(_is_count(number) for number in numbers):
+                module.fail_json(
+                    msg="instances file %s: %s must be a list of non-negative integers" % (path, name)
+                )
+    unknown = sorted((set(counts) | set(exact)) - known)
+    if params["service"] and params["service"] not in known:
+        unknown.append(params["service"])
+    if unknown:
+        module.fail_json(
+            msg="the descriptor has no service named %s; it has %s"
+            % (", ".join(unknown), ", ".join(sorted(known)))
+        )
+    numbers = {}
+    for name in known:
+        numbers[name] = (
+            sorted(set(exact[name])) if name in exact else list(range(counts.get(name, params["instances"])))
+        )
+        if params["instance"] is not None:
+            numbers[name] = [params["instance"]]
+    return numbers
+
+
+ARGUMENT_SPEC = {
+    "path": {"type": "path"},
+    "content": {"type": "dict"},
+    "instances": {"type": "int", "default": 1},
+    "instance_counts": {"type": "dict", "default": {}},
+    "instances_path": {"type": "path"},
+    "service": {"type": "str"},
+    "instance": {"type": "int"},
+    "environment": {"type": "bool", "default": False},
+    "allow_privileged": {"type": "bool", "default": False},
+}
+
+
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "path": {"type": "path"},
-            "content": {"type": "dict"},
-            "instances": {"type": "int", "default": 1},
-            "instance_counts": {"type": "dict", "default": {}},
-            "service": {"type": "str"},
-            "instance": {"type": "int"},
-        },
+        argument_spec=ARGUMENT_SPEC,
         mutually_exclusive=[("path", "content")],
         required_one_of=[("path", "content")],
         supports_check_mode=True,
@@ -152,34 +245,30 @@ def main():
         lines = ["%s: %s" % (e.path or "(descriptor)", e.reason) for e in errors]
         module.fail_json(msg="descriptor %s is invalid:\n%s" % (source, "\n".join(lines)), errors=lines)
     descriptor = parse_descriptor(data)
-
-    counts = params["instance_counts"]
-    for name, count in counts.items():
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            module.fail_json(msg="instance_counts.%s: must be a non-negative integer, not %r" % (name, count))
-    if params["instances"] < 0:
-        module.fail_json(msg="instances: must be a non-negative integer, not %d" % params["instances"])
-    microservices = descriptor.microservices()
-    known = {ms.fqn for ms in microservices}
-    unknown = sorted(set(counts) - known)
-    if params["service"] and params["service"] not in known:
-        unknown.append(params["service"])
-    if unknown:
-        module.fail_json(msg="descriptor %s has no service named %s; it has %s" % (
-            source, ", ".join(unknown), ", ".join(sorted(known))))
-
-    services, instances = [], {}
-    for ms in microservices:
-        if params["service"] and ms.fqn != params["service"]:
-            continue
-        numbers = list(range(counts.get(ms.fqn, params["instances"])))
-        if params["instance"] is not None:
-            numbers = [n for n in numbers if n == params["instance"]] or [params["instance"]]
-        services.append(ms.to_schedule_request(numbers))
-        for number in numbers:
-            instances[instance_id(ms.fqn, number)] = ms.to_instance_args(number)
-    module.exit_json(changed=False, services=services, instances=instances,
-                     service_names=sorted(s["service"] for s in services))
+    if params["content"] and not params["environment"]:
+        # The descriptor came in as an option, which Ansible echoes back in the result: keep the
+        # environment (secrets, often) out of that echo.
+        module.no_log_values.update(entry for ms in descriptor.microservices() for entry in ms.environment)
+    refused = [] if params["allow_privileged"] else privileged_errors(descriptor)
+    if refused:
+        lines = ["%s: %s" % (e.path, e.reason) for e in refused]
+        module.fail_json(
+            msg="descriptor %s asks for privileged instances; an operator may allow them with "
+            "grove_allow_privileged=true:\n%s" % (source, "\n".join(lines)),
+            errors=lines,
+        )
+    microservices = [ms for ms in descriptor.microservices() if params["service"] in (None, ms.fqn)]
+    if params["environment"]:
+        module.exit_json(changed=False, environment={ms.fqn: ms.env_entries() for ms in microservices})
+    for note in unhonoured_fields(descriptor):
+        module.warn("descriptor %s: %s: %s" % (source, note.path, note.reason))
+    numbers = _instance_numbers(module, params, {ms.fqn for ms in descriptor.microservices()})
+    module.exit_json(
+        changed=False,
+        services=[ms.to_schedule_request(numbers[ms.fqn]) for ms in microservices],
+        specs={ms.fqn: ms.instance_spec() for ms in microservices},
+        service_names=sorted(ms.fqn for ms in microservices),
+    )
 
 
 if __name__ == "__main__":

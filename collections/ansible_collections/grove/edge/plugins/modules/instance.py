@@ -40,75 +40,89 @@ options:
     type: str
     choices: [started, present, stopped, absent]
     default: started
-  image:
+  spec:
     description:
-      - Image reference, for example C(docker.io/library/nginx:latest). Short names are normalised the way
-        Docker does (C(nginx) is C(docker.io/library/nginx:latest)).
-      - Pulled through containerd when missing, using the registry configuration in I(hosts_dir).
+      - What the instance runs, as one object. M(grove.edge.descriptor) returns it per service
+        (RV(grove.edge.descriptor#module:specs)), built from the deployment descriptor.
+      - A changed spec (or environment) recreates the instance.
       - Required unless I(state=absent).
-    type: str
-  cmd:
-    description:
-      - Command; the process runs I(cmd) followed by I(args).
-      - Empty means the image's entrypoint and cmd.
-    type: list
-    elements: str
-    default: []
-  args:
-    description: Arguments. Without I(cmd) they replace the image's entrypoint and cmd as a whole.
-    type: list
-    elements: str
-    default: []
-  env:
-    description: Environment entries C(NAME=value), added to the image's environment.
-    type: list
-    elements: str
-    default: []
-  memory:
-    description: Memory limit in MB; 0 means no limit.
-    type: int
-    default: 0
-  vcpus:
-    description: CPU limit in cores (CFS quota); 0 means no limit.
-    type: float
-    default: 0
-  vgpus:
-    description: GPUs asked for; recorded in the labels only.
-    type: int
-    default: 0
-  storage:
-    description: Storage asked for in MB; recorded in the labels only.
-    type: int
-    default: 0
-  ports:
-    description:
-      - Published ports in the descriptor syntax C(host:container[/tcp|udp];...).
-      - A single number maps a port to itself.
-    type: str
-    default: ""
-  bandwidth_in:
-    description: Limit of the traffic into the instance in kbit/s (CNI C(bandwidth) plugin); 0 means none.
-    type: int
-    default: 0
-  bandwidth_out:
-    description: Limit of the traffic out of the instance in kbit/s (CNI C(bandwidth) plugin); 0 means none.
-    type: int
-    default: 0
-  privileged:
-    description: Run the container privileged.
-    type: bool
-    default: false
-  one_shot:
-    description: The task is meant to finish; an exit with status 0 is C(COMPLETED) and is not restarted.
-    type: bool
-    default: false
-  labels:
-    description:
-      - Extra container labels. Labels the module manages (C(grove.service), C(grove.instance),
-        C(grove.resources.*), C(grove.ports), C(grove.spec-hash), C(grove.spec), C(grove.address),
-        C(grove.one_shot), C(grove.state)) may only be given with the value the module would set.
     type: dict
-    default: {}
+    suboptions:
+      image:
+        description:
+          - Image reference, for example C(docker.io/library/nginx:latest). Short names are normalised the
+            way Docker does (C(nginx) is C(docker.io/library/nginx:latest)).
+          - Pulled through containerd when missing, using the registry configuration in I(hosts_dir).
+        type: str
+        required: true
+      cmd:
+        description:
+          - Command; the process runs I(cmd) followed by I(args).
+          - Empty means the image's entrypoint and cmd.
+        type: list
+        elements: str
+        default: []
+      args:
+        description: Arguments. Without I(cmd) they replace the image's entrypoint and cmd as a whole.
+        type: list
+        elements: str
+        default: []
+      memory:
+        description: Memory limit in MB; 0 means no limit.
+        type: int
+        default: 0
+      vcpus:
+        description: CPU limit in cores (CFS quota); 0 means no limit.
+        type: float
+        default: 0
+      vgpus:
+        description: GPUs asked for; recorded in the labels only.
+        type: int
+        default: 0
+      storage:
+        description: Storage asked for in MB; recorded in the labels only.
+        type: int
+        default: 0
+      ports:
+        description:
+          - Published ports in the descriptor syntax C(host:container[/tcp|udp];...).
+          - A single number maps a port to itself.
+        type: str
+        default: ""
+      bandwidth_in:
+        description: Limit of the traffic into the instance in kbit/s (CNI C(bandwidth)); 0 means none.
+        type: int
+        default: 0
+      bandwidth_out:
+        description: Limit of the traffic out of the instance in kbit/s (CNI C(bandwidth)); 0 means none.
+        type: int
+        default: 0
+      privileged:
+        description: Run the container privileged.
+        type: bool
+        default: false
+      one_shot:
+        description: The task is meant to finish; an exit with status 0 is C(COMPLETED) and is not restarted.
+        type: bool
+        default: false
+      labels:
+        description:
+          - Extra container labels. Labels the module manages (C(grove.service), C(grove.instance),
+            C(grove.resources.*), C(grove.ports), C(grove.spec-hash), C(grove.spec), C(grove.env-digest),
+            C(grove.address), C(grove.one_shot), C(grove.state)) may only be given with the value the
+            module would set.
+        type: dict
+        default: {}
+  env:
+    description:
+      - Environment entries C(NAME=value), added to the image's environment.
+      - They often carry secrets, so they are never logged, never shown in diffs (C(NAME=********)),
+        never put on a command line or in a label. They reach containerd through a file of mode 0600
+        that is removed again once containerd has read it; a salted digest in the C(grove.env-digest)
+        label detects a change.
+    type: list
+    elements: str
+    default: []
   namespace:
     description: containerd namespace of the instances.
     type: str
@@ -130,9 +144,14 @@ options:
     description: Directory of the CNI plugins. Default C(/usr/lib/cni) when it exists, else C(/opt/cni/bin).
     type: path
   hosts_dir:
-    description: Registry host configuration directory for pulls (C(ctr images pull --hosts-dir)).
+    description:
+      - Registry host configuration directory for pulls (C(ctr images pull --hosts-dir)).
+      - Default C(<containerd_config_dir>/certs.d), where the C(containerd) role writes the mirrors.
     type: path
-    default: /etc/containerd/certs.d
+  containerd_config_dir:
+    description: containerd's configuration directory.
+    type: path
+    default: /etc/containerd
   containerd_address:
     description: containerd's socket.
     type: path
@@ -154,8 +173,12 @@ attributes:
     description: Reports what would change without changing anything.
     support: full
   diff_mode:
-    description: Shows the recorded configuration before and the desired one after.
+    description: Shows the recorded configuration before and the desired one after, environment values masked.
     support: full
+  action_group:
+    description: Use C(group/grove.edge.worker) in C(module_defaults) to set the worker settings once.
+    support: full
+    membership: [grove.edge.worker]
 notes:
   - Runs on the worker host as root. Only the Python standard library is needed there.
   - Ids longer than containerd's 76 characters are shortened with a hash; C(grove.service) and
@@ -167,10 +190,13 @@ EXAMPLES = r"""
   grove.edge.instance:
     service: clientsrvr.test.nginx.test
     instance_number: 1
-    image: docker.io/library/nginx:latest
-    memory: 100
-    vcpus: 1
-    ports: "6080:80/tcp"
+    spec:
+      image: docker.io/library/nginx:latest
+      memory: 100
+      vcpus: 1
+      ports: "6080:80/tcp"
+    env:
+      - NGINX_PORT=80
     subnet: 10.18.1.0/24
 
 - name: Remove it again
@@ -257,443 +283,173 @@ import ipaddress
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.grove.edge.plugins.module_utils import _cni as cni_utils
 from ansible_collections.grove.edge.plugins.module_utils import _instance as spec_utils
-from ansible_collections.grove.edge.plugins.module_utils._cni import Attachment, Cni, CniError
-from ansible_collections.grove.edge.plugins.module_utils._containerd import (
-    Containerd,
-    ContainerdError,
-)
-from ansible_collections.grove.edge.plugins.module_utils._descriptor import (
-    DescriptorError,
-    parse_ports,
-)
+from ansible_collections.grove.edge.plugins.module_utils import _lifecycle as lifecycle
+from ansible_collections.grove.edge.plugins.module_utils._containerd import ContainerdError
 
-NETNS_DIR = "/var/run/netns"
-CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
-# portmap tears down by chain names derived from the container id, but does nothing at all
-# unless it is given some mapping: this one stands in when the real ones are unknown.
-PLACEHOLDER_PORTS = [{"hostPort": 1, "containerPort": 1, "protocol": "tcp"}]
-
-
-class StepFailed(Exception):
-    def __init__(self, step: str, message: str, stdout: str = "", stderr: str = "") -> None:
-        super().__init__(message)
-        self.step = step
-        self.stdout = stdout
-        self.stderr = stderr
+ARGUMENT_SPEC = {
+    "service": {"type": "str", "required": True},
+    "instance_number": {"type": "int", "required": True},
+    "state": {"type": "str", "default": "started", "choices": ["started", "present", "stopped", "absent"]},
+    "spec": {"type": "dict", "options": spec_utils.SPEC_OPTIONS},
+    "env": {"type": "list", "elements": "str", "default": [], "no_log": True},
+    "namespace": {"type": "str", "default": "grove"},
+    "subnet": {"type": "str", "default": "10.18.0.0/24"},
+    "bridge": {"type": "str", "default": "grove0"},
+    "routes": {"type": "list", "elements": "str", "default": ["0.0.0.0/0"]},
+    "cni_bin_dir": {"type": "path"},
+    "hosts_dir": {"type": "path"},
+    "containerd_config_dir": {"type": "path", "default": "/etc/containerd"},
+    "containerd_address": {"type": "path", "default": "/run/containerd/containerd.sock"},
+    "log_dir": {"type": "path", "default": "/var/log/grove"},
+    "pull_timeout": {"type": "int", "default": 300},
+    "stop_timeout": {"type": "float", "default": 10},
+}
 
 
-class Observed:
-    """What exists of the instance on the host."""
-
-    def __init__(self, manager: InstanceManager) -> None:
-        self.container = manager.containerd.container(manager.id)
-        self.task = manager.containerd.task(manager.id)
-        self.cache = manager.cni.cached(spec_utils.NETWORK_NAME, manager.id)
-        self.netns = os.path.exists(manager.netns_path)
-        self.ipam = manager.cni.ipam_allocations(spec_utils.NETWORK_NAME, manager.id)
-
-    @property
-    def labels(self) -> dict:
-        return self.container["labels"] if self.container else {}
-
-
-class InstanceManager:
-    def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        params = module.params
-        self.params = params
-        self.state = "started" if params["state"] == "present" else params["state"]
-        self.service = params["service"]
-        self.number = params["instance_number"]
-        self.actions: list[str] = []
-        self.completed = 0
-        try:
-            spec_utils.check_service(self.service)
-            if self.number < 0:
-                raise spec_utils.SpecError("instance_number must not be negative")
-            if not spec_utils.NAMESPACE_PATTERN.fullmatch(params["namespace"]):
-                raise spec_utils.SpecError(
-                    "namespace {!r} is not a valid containerd namespace".format(params["namespace"])
-                )
-            self.ports = parse_ports(params["ports"] or "")
-            self._check_network_options()
-        except (spec_utils.SpecError, DescriptorError) as exc:
-            module.fail_json(msg=f"instance {self.service}.instance.{self.number}: invalid options: {exc}")
-        self.id = spec_utils.instance_id(self.service, self.number)
-        self.netns_path = os.path.join(NETNS_DIR, self.id)
-        self.log_path = os.path.join(params["log_dir"], self.id + ".log")
-        self.containerd = Containerd(self._run, params["containerd_address"], params["namespace"])
-        bin_dir = params["cni_bin_dir"] or next(
-            (d for d in CNI_BIN_DIRS if os.path.isdir(d)), CNI_BIN_DIRS[-1]
+def settings_of(params: dict) -> lifecycle.Settings:
+    """The worker settings; raises SpecError for values no instance could use."""
+    if not spec_utils.NAMESPACE_PATTERN.fullmatch(params["namespace"]):
+        raise spec_utils.SpecError(
+            "namespace {!r} is not a valid containerd namespace".format(params["namespace"])
         )
-        self.cni = Cni(self._run, bin_dir)
-        self.spec: dict = {}
-        self.labels: dict[str, str] = {}
-        self.address = ""
-        if self.state != "absent":
-            try:
-                self.spec = spec_utils.desired_spec(params, self.ports)
-                self.labels = spec_utils.container_labels(self.service, self.number, self.spec)
-            except spec_utils.SpecError as exc:
-                self.fail("invalid options", str(exc))
+    try:
+        subnet = ipaddress.ip_network(params["subnet"])
+        for route in params["routes"]:
+            ipaddress.ip_network(route)
+    except ValueError as exc:
+        raise spec_utils.SpecError(str(exc)) from exc
+    if subnet.version != 4:
+        raise spec_utils.SpecError(f"subnet {subnet} is not an IPv4 network")
+    return lifecycle.Settings(
+        namespace=params["namespace"],
+        containerd_address=params["containerd_address"],
+        cni_bin_dir=params["cni_bin_dir"] or "",
+        hosts_dir=params["hosts_dir"] or os.path.join(params["containerd_config_dir"], "certs.d"),
+        log_dir=params["log_dir"],
+        subnet=params["subnet"],
+        bridge=params["bridge"],
+        routes=tuple(params["routes"]),
+        pull_timeout=params["pull_timeout"],
+        stop_timeout=params["stop_timeout"],
+    )
 
-    def _check_network_options(self) -> None:
-        try:
-            subnet = ipaddress.ip_network(self.params["subnet"])
-            for route in self.params["routes"]:
-                ipaddress.ip_network(route)
-        except ValueError as exc:
-            raise spec_utils.SpecError(str(exc)) from exc
-        if subnet.version != 4:
-            raise spec_utils.SpecError(f"subnet {subnet} is not an IPv4 network")
 
-    # --- plumbing ----------------------------------------------------------------------------
+def describe(observed: lifecycle.Observed) -> dict:
+    """The diff's `before`: the recorded configuration (environment masked) and the state."""
+    if not observed.container:
+        return {"state": "absent"}
+    status = spec_utils.status(observed.container, observed.task)
+    recorded = spec_utils.recorded_spec(observed.container) or {}
+    description = dict(recorded, state="started" if status in ("RUNNING", "COMPLETED", "DEAD") else "stopped")
+    description["spec_hash"] = observed.labels.get(spec_utils.LABEL_SPEC_HASH, "")
+    description["status"] = status
+    return description
 
-    def _run(self, argv: list[str], data: str | None = None, env: dict | None = None) -> tuple[int, str, str]:
-        # expand_user_and_vars=False: values are data; "$HOME" in an argument stays "$HOME".
-        return self.module.run_command(argv, data=data, environ_update=env, expand_user_and_vars=False)
 
-    def fail(self, step: str, message: str, stdout: str = "", stderr: str = "") -> None:
-        self.module.fail_json(
-            msg=f"instance {self.id}: {step}: {message}",
-            stdout=stdout,
-            stderr=stderr,
-            actions=self.actions,
-            changed=self.completed > 0,
-        )
+def undeployed(instance: lifecycle.Lifecycle) -> dict:
+    return {
+        "id": instance.id,
+        "service": instance.service,
+        "instance_number": instance.number,
+        "status": "UNDEPLOYED",
+        "task_status": None,
+        "exit_status": None,
+        "address": "",
+        "ports": "",
+        "host_ports": [],
+        "pid": None,
+        "image": "",
+        "one_shot": False,
+        "resources": {},
+    }
 
-    def step(self, description: str, function, *args) -> None:
-        """Record an action; carry it out unless in check mode."""
-        self.actions.append(description)
-        if self.module.check_mode:
-            return
-        try:
-            function(*args)
-        except (ContainerdError, CniError, StepFailed) as exc:
-            message = str(exc)
-            if isinstance(exc, ContainerdError) and message.startswith(exc.step + ": "):
-                message = message[len(exc.step) + 2 :]
-            self.fail(description, message, getattr(exc, "stdout", ""), getattr(exc, "stderr", ""))
-        except OSError as exc:
-            self.fail(description, str(exc))
-        self.completed += 1
 
-    def observe(self) -> Observed:
-        try:
-            return Observed(self)
-        except ContainerdError as exc:
-            self.fail("inspect", str(exc))
-            raise  # unreachable: fail_json exits
-
-    def command(self, what: str, argv: list[str]) -> None:
-        rc, stdout, stderr = self._run(argv)
-        if rc != 0:
-            raise StepFailed(what, stderr.strip() or f"exit status {rc}", stdout, stderr)
-
-    # --- network -----------------------------------------------------------------------------
-
-    def conflist(self, with_bandwidth: bool) -> dict:
-        return cni_utils.network_config(
-            spec_utils.NETWORK_NAME,
-            self.params["bridge"],
-            self.params["subnet"],
-            self.params["routes"],
-            with_bandwidth,
-        )
-
-    def capability_args(self) -> dict:
-        args: dict = {"portMappings": cni_utils.port_mappings(self.ports)}
-        limits = cni_utils.bandwidth_limits(self.params["bandwidth_in"], self.params["bandwidth_out"])
-        if limits:
-            args["bandwidth"] = limits
-        return args
-
-    def detach_network(self, observed: Observed) -> None:
-        netns = self.netns_path if observed.netns else ""
-        if observed.cache:
-            self.step("detach network (CNI DEL)", self.cni.delete_cached, observed.cache, self.id, netns)
-        elif observed.netns or observed.ipam:
-            # No cache (a crash between CNI ADD and writing it): DEL with the best knowledge at hand.
-            known = spec_utils.parse_ports_label(observed.labels.get(spec_utils.LABEL_PORTS, ""))
-            ports = (
-                [
-                    {
-                        "hostPort": p["host_port"],
-                        "containerPort": p["container_port"],
-                        "protocol": p["protocol"],
-                    }
-                    for p in known
-                ]
-                or cni_utils.port_mappings(self.ports)
-                or PLACEHOLDER_PORTS
-            )
-            self.step(
-                "detach network (CNI DEL without cache)",
-                self.cni.delete,
-                self.conflist(True),
-                Attachment(self.id, netns),
-                {"portMappings": ports},
-                None,
-            )
-        if observed.netns:
-            self.step(
-                "delete network namespace",
-                self.command,
-                "ip netns delete",
-                ["ip", "netns", "delete", self.id],
-            )
-        if self.module.check_mode and (observed.cache or observed.netns or observed.ipam):
-            return  # the DEL above may well remove them; in check mode there is no way to tell
-        rules = self.cni.leftover_nat_rules(spec_utils.NETWORK_NAME, self.id)
-        if rules:
-            self.step(f"remove {len(rules)} leftover NAT rules", self.cni.remove_nat_rules, rules)
-
-    def attach_network(self, observed: Observed) -> None:
-        """Make sure the network namespace exists and is attached; leaves self.address set."""
-        self.address = cni_utils.container_address(observed.cache["result"]) if observed.cache else ""
-        if observed.netns and observed.cache:
-            return
-        if observed.cache or observed.ipam or observed.netns:
-            # Stale attachment (the namespace went away, e.g. with a reboot, or ADD never finished).
-            self.detach_network(observed)
-        self.step("create network namespace", self.command, "ip netns add", ["ip", "netns", "add", self.id])
-        self.step("attach network (CNI ADD)", self._cni_add)
-
-    def _cni_add(self) -> None:
-        with_bandwidth = self.spec["bandwidth"]["in"] > 0 or self.spec["bandwidth"]["out"] > 0
-        attachment = Attachment(self.id, self.netns_path)
-        result = self.cni.add(self.conflist(with_bandwidth), attachment, self.capability_args())
-        self.address = cni_utils.container_address(result)
-
-    # --- containerd --------------------------------------------------------------------------
-
-    def ensure_image(self) -> None:
-        image = self.spec["image"]
-        present = False
-        try:
-            present = self.containerd.image_present(image)
-        except ContainerdError as exc:
-            self.fail("inspect image", str(exc))
-        if not present:
-            self.step(
-                f"pull image {image}",
-                self.containerd.pull,
-                image,
-                self.params["hosts_dir"],
-                self.params["pull_timeout"],
-            )
-
-    def log_uri(self) -> str:
-        return "file://" + self.log_path
-
-    def _create(self, start: bool) -> None:
-        labels = dict(self.labels)
-        if self.address:
-            labels[spec_utils.LABEL_ADDRESS] = self.address
-        if not start:
-            labels[spec_utils.LABEL_STATE] = spec_utils.STOPPED
-        options = spec_utils.run_options(self.spec, labels, self.netns_path)
-        if start:
-            os.makedirs(self.params["log_dir"], exist_ok=True)
-        try:
-            self.containerd.create(
-                self.id,
-                self.spec["image"],
-                options,
-                self.spec["args"] or [],
-                self.log_uri() if start else None,
-            )
-        except ContainerdError:
-            # Keep the invariant "a container exists only when its creation succeeded"; the network
-            # stays and is reused by the next attempt.
-            if start:
-                try:
-                    self.containerd.delete_task(self.id)
-                    self.containerd.delete_container(self.id)
-                except ContainerdError:
-                    pass
-            raise
-
-    def _start(self) -> None:
-        os.makedirs(self.params["log_dir"], exist_ok=True)
-        self.containerd.start(self.id, self.log_uri())
-
-    def remove_container(self, observed: Observed, why: str = "") -> None:
-        if observed.task:
-            if observed.task["status"] != "STOPPED":
-                self.step(why + "stop task", self.containerd.stop, self.id, self.params["stop_timeout"])
-            self.step(why + "delete task", self.containerd.delete_task, self.id)
-        if observed.container:
-            self.step(why + "delete container", self.containerd.delete_container, self.id)
-
-    def update_labels(self, observed: Observed, wanted: dict[str, str]) -> None:
-        changes = {key: value for key, value in wanted.items() if observed.labels.get(key, "") != value}
-        if changes:
-            self.step(
-                "update labels {}".format(", ".join(sorted(changes))),
-                self.containerd.set_labels,
-                self.id,
-                changes,
-            )
-
-    # --- states ------------------------------------------------------------------------------
-
-    def absent(self, observed: Observed) -> None:
-        self.remove_container(observed)
-        if not observed.container:
-            leftover = False
-            try:
-                leftover = self.containerd.snapshot_exists(self.id)
-            except ContainerdError as exc:
-                self.fail("inspect snapshot", str(exc))
-            if leftover:
-                self.step("delete snapshot", self.containerd.delete_snapshot, self.id)
-        self.detach_network(observed)
-        if os.path.exists(self.log_path):
-            self.step("delete log file", os.unlink, self.log_path)
-
-    def present(self, observed: Observed, start: bool) -> None:
-        wanted_hash = self.labels[spec_utils.LABEL_SPEC_HASH]
-        if observed.container and observed.labels.get(spec_utils.LABEL_SPEC_HASH) != wanted_hash:
-            self.remove_container(observed, why="configuration changed: ")
-            self.detach_network(observed)
-            observed.container = observed.task = observed.cache = None
-            observed.netns, observed.ipam = False, []
-        if not observed.container:
-            self.ensure_image()
-            self.attach_network(observed)
-            self.step("run container" if start else "create container", self._create, start)
-            return
-        task = observed.task
-        if not start:
-            if task:
-                if task["status"] != "STOPPED":
-                    self.step("stop task", self.containerd.stop, self.id, self.params["stop_timeout"])
-                self.step("delete task", self.containerd.delete_task, self.id)
-            self.update_labels(observed, {spec_utils.LABEL_STATE: spec_utils.STOPPED})
-            return
-        if task and task["status"] in ("RUNNING", "PAUSED", "PAUSING"):
-            return
-        if task and task["status"] == "STOPPED" and task["exit_status"] == 0 and self.spec["one_shot"]:
-            return  # COMPLETED: a one-shot task that succeeded stays as it is
-        if task:
-            why = task["status"]
-            if why == "STOPPED":
-                why = f"exited with status {task['exit_status']}"
-            self.step(f"delete task ({why})", self.containerd.delete_task, self.id)
-        self.attach_network(observed)
-        wanted_labels = {spec_utils.LABEL_STATE: ""}
-        if self.address:
-            wanted_labels[spec_utils.LABEL_ADDRESS] = self.address
-        self.update_labels(observed, wanted_labels)
-        self.step("start task", self._start)
-
-    # --- reporting ---------------------------------------------------------------------------
-
-    def describe(self, observed: Observed) -> dict:
-        if not observed.container:
-            return {"state": "absent"}
-        status = spec_utils.status(observed.container, observed.task)
-        recorded = spec_utils.recorded_spec(observed.container) or {}
-        description = dict(
-            recorded, state="started" if status in ("RUNNING", "COMPLETED", "DEAD") else "stopped"
-        )
-        description["spec_hash"] = observed.labels.get(spec_utils.LABEL_SPEC_HASH, "")
-        description["status"] = status
-        return description
-
-    def wanted(self) -> dict:
-        if self.state == "absent":
-            return {"state": "absent"}
-        return dict(
-            self.spec,
-            state=self.state,
-            spec_hash=self.labels[spec_utils.LABEL_SPEC_HASH],
-            status="RUNNING" if self.state == "started" else "STOPPED",
-        )
-
-    def instance_facts(self, observed: Observed) -> dict:
-        if observed.container:
-            return spec_utils.facts(observed.container, observed.task)
-        return {
-            "id": self.id,
-            "service": self.service,
-            "instance_number": self.number,
-            "status": "UNDEPLOYED",
-            "task_status": None,
-            "exit_status": None,
-            "address": "",
-            "ports": "",
-            "host_ports": [],
-            "pid": None,
-            "image": "",
-            "one_shot": False,
-            "resources": {},
-        }
-
-    def run(self) -> None:
-        observed = self.observe()
-        before = self.describe(observed)
-        if self.state == "absent":
-            self.absent(observed)
+def run_module(module: AnsibleModule) -> None:
+    params = module.params
+    state = "started" if params["state"] == "present" else params["state"]
+    name = "instance {}.instance.{}".format(params["service"], params["instance_number"])
+    try:
+        spec_utils.check_service(params["service"])
+        if params["instance_number"] < 0:
+            raise spec_utils.SpecError("instance_number must not be negative")
+        settings = settings_of(params)
+        network = {"subnet": settings.subnet, "bridge": settings.bridge, "routes": list(settings.routes)}
+        env = spec_utils.environment(params["env"])
+        spec = spec_utils.desired_spec(params["spec"], env, network) if state != "absent" else None
+    except spec_utils.SpecError as exc:
+        module.fail_json(msg=f"{name}: invalid options: {exc}")
+    instance = lifecycle.Lifecycle(
+        lambda argv, data=None, env=None: module.run_command(
+            # expand_user_and_vars=False: values are data; "$HOME" in an argument stays "$HOME".
+            argv,
+            data=data,
+            environ_update=env,
+            expand_user_and_vars=False,
+        ),
+        settings,
+        params["service"],
+        params["instance_number"],
+        check_mode=module.check_mode,
+    )
+    name = f"instance {instance.id}"
+    try:
+        observed = instance.observe(for_removal=state == "absent")
+        if state == "absent":
+            steps = lifecycle.plan_absent(observed)
+            after = {"state": "absent"}
         else:
-            self.present(observed, start=self.state == "started")
-        changed = bool(self.actions)
-        final = observed if self.module.check_mode or not changed else self.observe()
-        after = self.wanted() if changed else before
-        self.module.exit_json(
-            changed=changed,
-            diff={"before": before, "after": after},
-            actions=self.actions,
-            instance=self.instance_facts(final),
+            wanted_hash = instance.want(spec, env, observed)
+            steps = lifecycle.plan_present(
+                observed,
+                start=state == "started",
+                wanted_hash=wanted_hash,
+                one_shot=spec["one_shot"],
+                image=spec["image"],
+            )
+            after = dict(
+                spec,
+                state=state,
+                spec_hash=wanted_hash,
+                status="RUNNING" if state == "started" else "STOPPED",
+            )
+    except ContainerdError as exc:
+        module.fail_json(msg=f"{name}: inspect: {exc}", stdout=exc.stdout, stderr=exc.stderr)
+    except spec_utils.SpecError as exc:
+        module.fail_json(msg=f"{name}: invalid options: {exc}")
+    before = describe(observed)
+    try:
+        instance.apply(steps, observed)
+    except lifecycle.StepFailed as exc:
+        module.fail_json(
+            msg=f"{name}: {exc.step}: {exc}",
+            stdout=exc.stdout,
+            stderr=exc.stderr,
+            actions=instance.actions,
+            changed=instance.completed > 0,
         )
+    changed = bool(instance.actions)
+    final = observed
+    if changed and not module.check_mode:
+        try:
+            final = instance.observe()
+        except ContainerdError as exc:
+            module.fail_json(msg=f"{name}: inspect: {exc}", changed=True, actions=instance.actions)
+    module.exit_json(
+        changed=changed,
+        diff={"before": before, "after": after if changed else before},
+        actions=instance.actions,
+        instance=spec_utils.facts(final.container, final.task) if final.container else undeployed(instance),
+    )
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "service": {"type": "str", "required": True},
-            "instance_number": {"type": "int", "required": True},
-            "state": {
-                "type": "str",
-                "default": "started",
-                "choices": ["started", "present", "stopped", "absent"],
-            },
-            "image": {"type": "str"},
-            "cmd": {"type": "list", "elements": "str", "default": []},
-            "args": {"type": "list", "elements": "str", "default": []},
-            "env": {"type": "list", "elements": "str", "default": []},
-            "memory": {"type": "int", "default": 0},
-            "vcpus": {"type": "float", "default": 0},
-            "vgpus": {"type": "int", "default": 0},
-            "storage": {"type": "int", "default": 0},
-            "ports": {"type": "str", "default": ""},
-            "bandwidth_in": {"type": "int", "default": 0},
-            "bandwidth_out": {"type": "int", "default": 0},
-            "privileged": {"type": "bool", "default": False},
-            "one_shot": {"type": "bool", "default": False},
-            "labels": {"type": "dict", "default": {}},
-            "namespace": {"type": "str", "default": "grove"},
-            "subnet": {"type": "str", "default": "10.18.0.0/24"},
-            "bridge": {"type": "str", "default": "grove0"},
-            "routes": {"type": "list", "elements": "str", "default": ["0.0.0.0/0"]},
-            "cni_bin_dir": {"type": "path"},
-            "hosts_dir": {"type": "path", "default": "/etc/containerd/certs.d"},
-            "containerd_address": {"type": "path", "default": "/run/containerd/containerd.sock"},
-            "log_dir": {"type": "path", "default": "/var/log/grove"},
-            "pull_timeout": {"type": "int", "default": 300},
-            "stop_timeout": {"type": "float", "default": 10},
-        },
-        required_if=[
-            ("state", "started", ("image",)),
-            ("state", "present", ("image",)),
-            ("state", "stopped", ("image",)),
-        ],
+        argument_spec=ARGUMENT_SPEC,
+        required_if=[("state", state, ("spec",)) for state in ("started", "present", "stopped")],
         supports_check_mode=True,
     )
-    InstanceManager(module).run()
+    run_module(module)
 
 
 if __name__ == "__main__":

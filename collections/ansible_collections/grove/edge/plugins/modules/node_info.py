@@ -23,6 +23,13 @@ options:
     description: containerd's socket.
     type: path
     default: /run/containerd/containerd.sock
+  containerd_config_dir:
+    description: containerd's configuration directory; its C(config.toml) says where the data lives.
+    type: path
+    default: /etc/containerd
+  cni_bin_dir:
+    description: Directory of the CNI plugins. Default C(/usr/lib/cni) when it exists, else C(/opt/cni/bin).
+    type: path
 attributes:
   check_mode:
     description: The module changes nothing and runs in check mode as usual.
@@ -30,6 +37,10 @@ attributes:
   diff_mode:
     description: The module changes nothing, so it has no diff.
     support: none
+  action_group:
+    description: Use C(group/grove.edge.worker) in C(module_defaults) to set the worker settings once.
+    support: full
+    membership: [grove.edge.worker]
 notes:
   - If containerd does not answer, C(runtimes) and C(instances) are empty and C(containerd_error) says why.
 """
@@ -88,6 +99,13 @@ node:
     containerd_error:
       description: Why containerd could not be read, or empty
       type: str
+    cni_bin_dir:
+      description: The directory searched for the CNI plugins
+      type: str
+    cni_missing:
+      description: CNI plugins that grove.edge.instance needs and that are missing from I(cni_bin_dir)
+      type: list
+      elements: str
     instances:
       description: Grove instances in the namespace, as M(grove.edge.instance) returns them.
       type: list
@@ -105,6 +123,8 @@ node:
     runtimes: [container]
     containerd_version: 1.6.20~ds1
     containerd_error: ""
+    cni_bin_dir: /usr/lib/cni
+    cni_missing: []
     instances:
       - id: clientsrvr.test.nginx.test.instance.1
         service: clientsrvr.test.nginx.test
@@ -128,31 +148,17 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.grove.edge.plugins.module_utils import _instance as spec_utils
+from ansible_collections.grove.edge.plugins.module_utils._arch import architecture
 from ansible_collections.grove.edge.plugins.module_utils._containerd import (
     Containerd,
     ContainerdError,
 )
+from ansible_collections.grove.edge.plugins.module_utils._lifecycle import default_cni_bin_dir
 
-GOARCH = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "i386": "386",
-    "i686": "386",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-    "mips64": "mips64",
-}
-CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+# grove.edge.instance runs these; a worker without them cannot host an instance.
+CNI_PLUGINS = ("bridge", "host-local", "portmap", "bandwidth")
+CONFIG_FILE = "config.toml"
 CONTAINERD_ROOT = "/var/lib/containerd"
-
-
-def architecture(machine: str) -> str:
-    if machine.startswith("armv") or machine == "arm":
-        return "arm"
-    return GOARCH.get(machine, machine)
 
 
 def meminfo() -> dict[str, int]:
@@ -198,9 +204,9 @@ def gpus() -> list[dict]:
     return found
 
 
-def containerd_root() -> str:
+def containerd_root(config_dir: str) -> str:
     """The `root` of containerd's config file, else containerd's default."""
-    text = _read(CONTAINERD_CONFIG)
+    text = _read(os.path.join(config_dir, CONFIG_FILE))
     # Only top-level keys come before the first [table]; `root` is one of them.
     top = re.split(r"^\s*\[", text, maxsplit=1, flags=re.MULTILINE)[0]
     match = re.search(r"""^\s*root\s*=\s*["']([^"']+)["']""", top, re.MULTILINE)
@@ -222,12 +228,17 @@ def instances(containerd: Containerd) -> list[dict]:
     return sorted(found, key=lambda item: (item["service"], item["instance_number"] or 0, item["id"]))
 
 
+ARGUMENT_SPEC = {
+    "namespace": {"type": "str", "default": "grove"},
+    "containerd_address": {"type": "path", "default": "/run/containerd/containerd.sock"},
+    "containerd_config_dir": {"type": "path", "default": "/etc/containerd"},
+    "cni_bin_dir": {"type": "path"},
+}
+
+
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "namespace": {"type": "str", "default": "grove"},
-            "containerd_address": {"type": "path", "default": "/run/containerd/containerd.sock"},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     if not spec_utils.NAMESPACE_PATTERN.fullmatch(module.params["namespace"]):
@@ -235,7 +246,8 @@ def main() -> None:
             msg="namespace {!r} is not a valid containerd namespace".format(module.params["namespace"])
         )
     memory = meminfo()
-    root = containerd_root()
+    root = containerd_root(module.params["containerd_config_dir"])
+    cni_bin_dir = module.params["cni_bin_dir"] or default_cni_bin_dir()
     node = {
         "hostname": socket.gethostname(),
         "machine": os.uname().machine,
@@ -249,6 +261,8 @@ def main() -> None:
         "runtimes": [],
         "containerd_version": None,
         "containerd_error": "",
+        "cni_bin_dir": cni_bin_dir,
+        "cni_missing": [p for p in CNI_PLUGINS if not os.access(os.path.join(cni_bin_dir, p), os.X_OK)],
         "instances": [],
     }
     containerd = Containerd(

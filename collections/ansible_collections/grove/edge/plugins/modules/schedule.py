@@ -33,9 +33,9 @@ options:
   services:
     description:
       - The service instances to place.
+      - Required unless O(undeploy) is given.
     type: list
     elements: dict
-    required: true
     suboptions:
       service:
         description:
@@ -128,8 +128,24 @@ options:
     description:
       - Fail when at least one instance cannot be placed; the message lists each one with the
         reason every worker was rejected.
+      - With V(false) the placements that succeeded are returned for deployment and
+        RV(unplaced) says what could not be placed.
     type: bool
     default: true
+  undeploy:
+    description:
+      - Instead of placing, list the instances to remove as RV(removals) (and as RV(stranded) those
+        on workers that do not answer). Mutually exclusive with O(services).
+    type: dict
+    suboptions:
+      services:
+        description: Fully qualified names of the services whose instances go.
+        type: list
+        elements: str
+        required: true
+      instance:
+        description: Only this instance number.
+        type: int
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -245,6 +261,48 @@ placements:
       worker: worker1
       existing: false
       status: NODE_SCHEDULED
+removals:
+  description:
+    - The copies of the requested services to remove once the placements run, on workers that
+      answer; sorted by cluster, worker, service and instance number.
+    - Surplus instance numbers, copies that moved (RV(placements[].moved_from)), duplicates left by
+      a worker that came back; with O(undeploy), every copy asked for.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    service:
+      description: Fully qualified service name.
+      type: str
+      returned: always
+      sample: clientsrvr.test.nginx.test
+    instance_number:
+      description: Instance number.
+      type: int
+      returned: always
+      sample: 1
+    cluster:
+      description: Cluster of the worker that holds the copy.
+      type: str
+      returned: always
+      sample: edge1
+    worker:
+      description: Worker that holds the copy.
+      type: str
+      returned: always
+      sample: worker2
+stranded:
+  description: With O(undeploy), the copies on workers that do not answer; they are removed once they do.
+  returned: when O(undeploy) is given
+  type: list
+  elements: dict
+  sample: [{service: clientsrvr.test.nginx.test, instance_number: 0, cluster: edge1, worker: worker3}]
+unplaced:
+  description: One line per instance that could not be placed, with the reasons.
+  returned: success
+  type: list
+  elements: str
+  sample: ["clientsrvr.test.nginx.test instance 1: NO_WORKER_CAPACITY (edge1/worker1: needs 2 vcpus, 1 free)"]
 failures:
   description: One entry per instance that could not be placed.
   returned: success or when O(fail_on_unplaced) fails the task
@@ -274,6 +332,13 @@ failures:
       type: str
       returned: when a former instance cannot stay where it is
       sample: edge1/worker2
+    running_on:
+      description:
+        - C(cluster/worker) where a copy of the instance still runs with its former spec; it is kept
+          (not listed in RV(removals)) because no new home was found.
+      type: str
+      returned: when such a copy exists
+      sample: edge1/worker2
     reasons:
       description:
         - Why each cluster (key C(cluster)) or worker (key C(cluster/worker)) was rejected.
@@ -289,6 +354,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.grove.edge.plugins.module_utils._scheduler import (
     SchedulerInputError,
     schedule,
+    undeploy,
 )
 
 REQUIREMENTS_SPEC = dict(
@@ -314,8 +380,14 @@ SERVICE_SPEC = dict(
     host_ports=dict(type="list", elements="str"),
 )
 
+UNDEPLOY_SPEC = dict(
+    services=dict(type="list", elements="str", required=True),
+    instance=dict(type="int"),
+)
+
 ARGUMENT_SPEC = dict(
-    services=dict(type="list", elements="dict", options=SERVICE_SPEC, required=True),
+    services=dict(type="list", elements="dict", options=SERVICE_SPEC),
+    undeploy=dict(type="dict", options=UNDEPLOY_SPEC),
     clusters=dict(type="dict", required=True),
     strategy=dict(type="str", choices=["spread", "pack"], default="spread"),
     fail_on_unplaced=dict(type="bool", default=True),
@@ -326,26 +398,35 @@ def describe_failures(failures):
     lines = []
     for failure in failures:
         reasons = "; ".join(f"{where}: {why}" for where, why in failure["reasons"].items())
-        lines.append(
-            f"{failure['service']} instance {failure['instance_number']}: {failure['status']}"
-            + (f" ({reasons})" if reasons else "")
-        )
+        line = f"{failure['service']} instance {failure['instance_number']}: {failure['status']}"
+        line += f" ({reasons})" if reasons else ""
+        if failure.get("running_on"):
+            line += f"; it keeps running on {failure['running_on']} with its former spec"
+        lines.append(line)
     return lines
 
 
 def main():
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[("services", "undeploy")],
+        required_one_of=[("services", "undeploy")],
         supports_check_mode=True,
     )
+    params = module.params
     result = dict(changed=False)
     try:
-        plan = schedule(module.params["services"], module.params["clusters"], module.params["strategy"])
+        if params["undeploy"]:
+            plan = undeploy(
+                params["undeploy"]["services"], params["clusters"], params["undeploy"]["instance"]
+            )
+        else:
+            plan = schedule(params["services"], params["clusters"], params["strategy"])
     except SchedulerInputError as error:
         module.fail_json(msg=f"cannot schedule: {error}", **result)
-    result.update(plan)
-    if plan["failures"] and module.params["fail_on_unplaced"]:
-        lines = describe_failures(plan["failures"])
+    result.update(plan, unplaced=describe_failures(plan["failures"]))
+    if plan["failures"] and params["fail_on_unplaced"]:
+        lines = result["unplaced"]
         module.fail_json(
             msg=f"{len(lines)} instance(s) could not be placed:\n" + "\n".join(lines),
             **result,

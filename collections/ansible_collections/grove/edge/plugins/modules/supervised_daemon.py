@@ -149,8 +149,10 @@ def _restart(module, name, run_dir, state, timeout):
     old_child = state.get("child_pid")
     os.kill(state["pid"], signal.SIGHUP)
     restarted = _wait(
-        lambda: (read_state(run_dir, name) or {}).get("child_pid") not in (None, old_child)
-        and read_state(run_dir, name),
+        lambda: (
+            (read_state(run_dir, name) or {}).get("child_pid") not in (None, old_child)
+            and read_state(run_dir, name)
+        ),
         timeout,
     )
     if restarted is None:

@@ -137,15 +137,6 @@ def test_del_replays_the_cached_add_in_reverse_and_drops_the_cache(tmp_path, plu
     cni.delete_cached(entry, "box.1", "")  # a second DEL is harmless
 
 
-def test_check_passes_the_cached_result_to_every_plugin(tmp_path, plugins, log):
-    cni = Cni(runner, str(plugins), str(tmp_path / "state"))
-    result = cni.add(conflist(log), Attachment("box.1", "/n"), CAPS)
-    cni.check(cni.cached("testnet", "box.1"), Attachment("box.1", "/n"))
-    checks = [c for c in log() if c["env"]["CNI_COMMAND"] == "CHECK"]
-    assert [c["plugin"] for c in checks] == ["first", "second", "third"]
-    assert all(c["config"]["prevResult"] == result for c in checks)
-
-
 def test_failed_add_undoes_the_chain_and_reports_the_plugins_message(tmp_path, plugins, log):
     cni = Cni(runner, str(plugins), str(tmp_path / "state"))
     with pytest.raises(CniError, match="CNI ADD of plugin third failed: boom from third: the details"):

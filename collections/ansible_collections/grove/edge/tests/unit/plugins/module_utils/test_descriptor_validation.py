@@ -9,13 +9,15 @@ from ansible_collections.grove.edge.plugins.module_utils._descriptor import (
     Constraint,
     DescriptorError,
     FieldError,
-    PortMapping,
     instance_id,
     parse_descriptor,
-    parse_ports,
+    privileged_errors,
     service_fqn,
+    unhonoured_fields,
     validate_descriptor,
 )
+from ansible_collections.grove.edge.plugins.module_utils._instance import SPEC_OPTIONS
+from ansible_collections.grove.edge.plugins.module_utils._ports import PortError, PortMapping, parse_ports
 
 # The seed's "Deploy your first app" descriptor, with real images in `code`.
 SEED = {
@@ -161,10 +163,9 @@ def test_optional_oakestra_fields_are_accepted_and_parsed():
     assert validate_descriptor(descriptor) == []
     parsed = parse_descriptor(descriptor).applications[0].microservices[1]
     assert parsed.args == ["-g", "daemon off;"]
-    assert parsed.env_dict() == {"MODE": "edge", "EMPTY": "", "EQ": "a=b"}
+    assert parsed.env_entries() == ["MODE=edge", "EMPTY=", "EQ=a=b"]
     assert parsed.one_shot is True
     assert parsed.constraints == [Constraint("direct", "edge1", ("w1", "w2"))]
-    assert parsed.direct_constraint() == Constraint("direct", "edge1", ("w1", "w2"))
     assert parsed.rr_ip == "10.30.0.5"
     assert parsed.vcpus == 0.5
 
@@ -362,9 +363,9 @@ def test_bad_ports_are_rejected(text, fragment):
     errors = validate_descriptor(descriptor)
     assert paths(errors) and set(paths(errors)) == {f"{NGINX}.port"}
     assert any(fragment in error.reason for error in errors), errors
-    with pytest.raises(DescriptorError) as raised:
+    with pytest.raises(PortError) as raised:
         parse_ports(text)
-    assert any(fragment in error.reason for error in raised.value.errors)
+    assert any(fragment in problem for problem in raised.value.problems)
 
 
 def test_port_must_be_a_string():
@@ -752,11 +753,11 @@ def test_hostile_strings_are_kept_verbatim():
     service = parsed.applications[0].microservices[0]
     assert service.cmd == ["sh", "-c", HOSTILE, "$(id)", "`id`; rm -rf /"]
     assert service.environment == [f"X={HOSTILE}", "Y=$(id)"]
-    args = service.to_instance_args(0)
-    assert args["cmd"] == ["sh", "-c", HOSTILE, "$(id)", "`id`; rm -rf /"]
-    assert args["args"] == [HOSTILE]
-    assert args["env"] == [f"X={HOSTILE}", "Y=$(id)"]
-    assert args["image"] == "registry.local/{{x}}:latest"
+    spec = service.instance_spec()
+    assert spec["cmd"] == ["sh", "-c", HOSTILE, "$(id)", "`id`; rm -rf /"]
+    assert spec["args"] == [HOSTILE]
+    assert service.env_entries() == [f"X={HOSTILE}", "Y=$(id)"]
+    assert spec["image"] == "registry.local/{{x}}:latest"
     assert parsed.applications[0].application_desc == HOSTILE
 
 
@@ -775,19 +776,16 @@ def test_names():
     assert instance_id("clientsrvr.test.nginx.test", 3) == "clientsrvr.test.nginx.test.instance.3"
 
 
-def test_instance_args_and_schedule_request():
+def test_instance_spec_and_schedule_request():
     descriptor = seed()
-    nginx(descriptor)["environment"] = ["A=1", "A=2"]
+    nginx(descriptor)["environment"] = ["A=1", "A=2", "SECRET=hunter2"]
     nginx(descriptor)["port"] = "6080:80/tcp;53/udp"
     nginx(descriptor)["constraints"] = [{"type": "direct", "cluster": "edge1", "node": "w1;w2"}]
     service = parse_descriptor(descriptor).applications[0].microservices[1]
-    assert service.to_instance_args(2) == {
-        "service": "clientsrvr.test.nginx.test",
-        "instance_number": 2,
+    assert service.instance_spec() == {
         "image": "docker.io/library/nginx:latest",
         "cmd": [],
         "args": [],
-        "env": ["A=2"],
         "memory": 100,
         "vcpus": 1,
         "vgpus": 0,
@@ -803,7 +801,9 @@ def test_instance_args_and_schedule_request():
             "grove.microservice": "nginx.test",
         },
     }
-    assert "instance_number" not in service.to_instance_args()
+    # The environment travels on its own (masked in the instance module), never in the spec.
+    assert "hunter2" not in json.dumps(service.instance_spec())
+    assert service.env_entries() == ["A=2", "SECRET=hunter2"]
     assert service.to_schedule_request([0, 1]) == {
         "service": "clientsrvr.test.nginx.test",
         "requirements": {"vcpus": 1, "memory": 100, "vgpus": 0, "storage": 0, "virtualization": "container"},
@@ -811,7 +811,42 @@ def test_instance_args_and_schedule_request():
         "constraints": [{"type": "direct", "cluster": "edge1", "node": "w1;w2"}],
         "host_ports": ["6080/tcp", "53/udp"],
     }
-    json.dumps(service.to_instance_args(0))
+
+
+def test_the_instance_spec_has_exactly_the_instance_modules_spec_options():
+    # One object passed whole: a key the descriptor adds that the module does not know (or the
+    # other way round) would be refused or silently dropped.
+    service = parse_descriptor(seed()).microservices()[1]
+    assert set(service.instance_spec()) == set(SPEC_OPTIONS)
+
+
+def test_environment_errors_name_the_variable_but_never_its_value():
+    descriptor = seed()
+    curl(descriptor)["environment"] = ["PASSWORD=hunter2\nnext", "1BAD=hunter3", "NOEQUALS"]
+    errors = validate_descriptor(descriptor)
+    assert paths(errors) == [f"{CURL}.environment[0]", f"{CURL}.environment[1]", f"{CURL}.environment[2]"]
+    assert "line break" in errors[0].reason and "'PASSWORD'" in errors[0].reason
+    assert "hunter" not in " ".join(error.reason for error in errors)
+
+
+def test_privileged_services_are_named_for_the_caller_to_refuse():
+    descriptor = seed()
+    nginx(descriptor)["privileged"] = True
+    errors = privileged_errors(parse_descriptor(descriptor))
+    assert [error.path for error in errors] == [f"{NGINX}.privileged"]
+    assert privileged_errors(parse_descriptor(seed())) == []
+
+
+def test_fields_grove_does_not_act_on_are_named():
+    descriptor = seed()
+    nginx(descriptor).update({"vtpus": 1, "added_files": ["a.conf"], "addresses": {"rr_ip": "10.30.0.9"}})
+    notes = unhonoured_fields(parse_descriptor(descriptor))
+    assert [note.path for note in notes] == [
+        f"{NGINX}.addresses.rr_ip",
+        f"{NGINX}.added_files",
+        f"{NGINX}.vtpus",
+    ]
+    assert unhonoured_fields(parse_descriptor(seed())) == []
 
 
 def test_defaults_for_a_minimal_microservice():
@@ -842,4 +877,4 @@ def test_defaults_for_a_minimal_microservice():
         "virtualization": "container",
     }
     assert (service.cmd, service.args, service.ports, service.constraints) == ([], [], [], [])
-    assert service.to_instance_args()["ports"] == ""
+    assert service.instance_spec()["ports"] == ""

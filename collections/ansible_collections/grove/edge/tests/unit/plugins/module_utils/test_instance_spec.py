@@ -5,7 +5,7 @@ import re
 
 import pytest
 from ansible_collections.grove.edge.plugins.module_utils import _instance as spec_utils
-from ansible_collections.grove.edge.plugins.module_utils._descriptor import PortMapping, parse_ports
+from ansible_collections.grove.edge.plugins.module_utils._ports import PortMapping, format_ports
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,27 +14,32 @@ CONTAINERD_ID = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 names = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=30)
 
 
+NETWORK = {"subnet": "10.18.0.0/24", "bridge": "grove0", "routes": ["0.0.0.0/0"]}
+DIGEST = spec_utils.env_digest([], "00")
+
+
 def params(**overrides):
     base = {
         "image": "docker.io/library/nginx:latest",
         "cmd": [],
         "args": [],
-        "env": [],
         "memory": 0,
         "vcpus": 0.0,
         "vgpus": 0,
         "storage": 0,
+        "ports": "",
         "bandwidth_in": 0,
         "bandwidth_out": 0,
         "privileged": False,
         "one_shot": False,
         "labels": {},
-        "subnet": "10.18.0.0/24",
-        "bridge": "grove0",
-        "routes": ["0.0.0.0/0"],
     }
     base.update(overrides)
     return base
+
+
+def desired(env=(), network=None, **overrides):
+    return spec_utils.desired_spec(params(**overrides), list(env), network or NETWORK)
 
 
 @pytest.mark.parametrize(
@@ -101,54 +106,88 @@ def test_process_args(cmd, args, expected):
 
 
 def test_spec_hash_is_stable_and_follows_every_spec_field():
-    base = spec_utils.desired_spec(params(), [])
-    assert spec_utils.spec_hash(base) == spec_utils.spec_hash(spec_utils.desired_spec(params(), []))
+    base = desired()
+    assert spec_utils.spec_hash(base) == spec_utils.spec_hash(desired())
     variants = [
-        params(image="nginx:2"),
-        params(cmd=["sh"]),
-        params(args=["x"]),
-        params(env=["A=1"]),
-        params(memory=100),
-        params(vcpus=0.5),
-        params(vgpus=1),
-        params(storage=10),
-        params(bandwidth_in=10),
-        params(bandwidth_out=10),
-        params(privileged=True),
-        params(one_shot=True),
-        params(labels={"team": "edge"}),
-        params(subnet="10.18.1.0/24"),
-        params(bridge="grove1"),
-        params(routes=["10.0.0.0/8"]),
+        desired(image="nginx:2"),
+        desired(cmd=["sh"]),
+        desired(args=["x"]),
+        desired(env=["A=1"]),
+        desired(memory=100),
+        desired(vcpus=0.5),
+        desired(vgpus=1),
+        desired(storage=10),
+        desired(bandwidth_in=10),
+        desired(bandwidth_out=10),
+        desired(privileged=True),
+        desired(one_shot=True),
+        desired(labels={"team": "edge"}),
+        desired(ports="6080:80"),
+        desired(network=dict(NETWORK, subnet="10.18.1.0/24")),
+        desired(network=dict(NETWORK, bridge="grove1")),
+        desired(network=dict(NETWORK, routes=["10.0.0.0/8"])),
     ]
-    hashes = {spec_utils.spec_hash(spec_utils.desired_spec(variant, [])) for variant in variants}
+    hashes = {spec_utils.spec_hash(variant) for variant in variants}
     assert spec_utils.spec_hash(base) not in hashes
     assert len(hashes) == len(variants)
-    with_ports = spec_utils.desired_spec(params(), parse_ports("6080:80"))
-    assert spec_utils.spec_hash(with_ports) != spec_utils.spec_hash(base)
+
+
+def test_an_environment_value_changes_the_hash_through_its_digest_only():
+    one, other = desired(env=["PASSWORD=hunter2"]), desired(env=["PASSWORD=hunter3"])
+    assert one == other  # the spec shows the names, masked: it goes into labels and diffs
+    assert one["env"] == ["PASSWORD=********"]
+    salt = spec_utils.new_salt()
+    first = spec_utils.env_digest(["PASSWORD=hunter2"], salt)
+    assert first == spec_utils.env_digest(["PASSWORD=hunter2"], salt)
+    assert first != spec_utils.env_digest(["PASSWORD=hunter3"], salt)
+    assert spec_utils.spec_hash(one, first) != spec_utils.spec_hash(
+        other, spec_utils.env_digest(["PASSWORD=hunter3"], salt)
+    )
+    # A fresh salt per container: the same password gives unrelated digests on two containers.
+    assert (
+        first.split(":")[1]
+        != spec_utils.env_digest(["PASSWORD=hunter2"], spec_utils.new_salt()).split(":")[1]
+    )
+    assert "hunter2" not in first
+
+
+def test_no_label_and_no_option_carries_an_environment_value():
+    spec = desired(env=["PASSWORD=hunter2"])
+    digest = spec_utils.env_digest(["PASSWORD=hunter2"], spec_utils.new_salt())
+    labels = spec_utils.container_labels("app.ns.web.ns", 1, spec, digest)
+    assert labels["grove.env-digest"] == digest
+    assert spec_utils.recorded_salt({"labels": labels}) == digest.split(":")[0]
+    options = spec_utils.run_options(spec, labels, "/var/run/netns/x", "/run/grove/env/x.env")
+    assert options[options.index("--env-file") + 1] == "/run/grove/env/x.env"
+    assert "--env" not in options
+    assert "hunter2" not in json.dumps([labels, options])
 
 
 def test_an_int_and_a_float_vcpus_give_the_same_spec():
     # Ansible may hand over 1 or 1.0 depending on how the value was templated.
-    assert spec_utils.desired_spec(params(vcpus=1), []) == spec_utils.desired_spec(params(vcpus=1.0), [])
+    assert desired(vcpus=1) == desired(vcpus=1.0)
 
 
-@pytest.mark.parametrize("env", [["NOVALUE"], ["=x"]])
-def test_environment_entries_need_a_name_and_an_equals_sign(env):
+@pytest.mark.parametrize("env", [["NOVALUE"], ["=x"], ["A=b\nC=d"], ["1A=x"]])
+def test_environment_entries_follow_the_descriptors_rule(env):
+    with pytest.raises(spec_utils.SpecError, match="env entry"):
+        spec_utils.environment(env)
+
+
+def test_a_later_environment_entry_wins():
+    assert spec_utils.environment(["A=1", "B=2", "A=3"]) == ["A=3", "B=2"]
+
+
+def test_negative_resources_and_bad_ports_are_refused():
     with pytest.raises(spec_utils.SpecError):
-        spec_utils.desired_spec(params(env=env), [])
-
-
-def test_negative_resources_are_refused():
-    with pytest.raises(spec_utils.SpecError):
-        spec_utils.desired_spec(params(memory=-1), [])
+        desired(memory=-1)
+    with pytest.raises(spec_utils.SpecError, match="ports"):
+        desired(ports="70000:80")
 
 
 def test_labels_record_resources_ports_and_the_spec():
-    spec = spec_utils.desired_spec(
-        params(memory=100, vcpus=1.5, vgpus=1, storage=20), parse_ports("6080:80;53/udp")
-    )
-    labels = spec_utils.container_labels("app.ns.web.ns", 2, spec)
+    spec = desired(memory=100, vcpus=1.5, vgpus=1, storage=20, ports="6080:80;53/udp")
+    labels = spec_utils.container_labels("app.ns.web.ns", 2, spec, DIGEST)
     assert labels["grove.service"] == "app.ns.web.ns"
     assert labels["grove.instance"] == "2"
     assert labels["grove.ports"] == "6080:80/tcp;53:53/udp"
@@ -156,47 +195,43 @@ def test_labels_record_resources_ports_and_the_spec():
     assert labels["grove.resources.memory"] == "100"
     assert labels["grove.resources.vgpus"] == "1"
     assert labels["grove.resources.storage"] == "20"
-    assert labels["grove.spec-hash"] == spec_utils.spec_hash(spec)
+    assert labels["grove.spec-hash"] == spec_utils.spec_hash(spec, DIGEST)
     assert json.loads(labels["grove.spec"]) == spec
     assert "grove.one_shot" not in labels
 
 
 def test_user_labels_may_repeat_but_not_contradict_managed_ones():
-    spec = spec_utils.desired_spec(params(labels={"grove.service": "app.ns.web.ns", "team": "edge"}), [])
-    labels = spec_utils.container_labels("app.ns.web.ns", 1, spec)
+    spec = desired(labels={"grove.service": "app.ns.web.ns", "team": "edge"})
+    labels = spec_utils.container_labels("app.ns.web.ns", 1, spec, DIGEST)
     assert labels["team"] == "edge"
-    clash = spec_utils.desired_spec(params(labels={"grove.instance": "7"}), [])
     with pytest.raises(spec_utils.SpecError, match=r"grove\.instance"):
-        spec_utils.container_labels("app.ns.web.ns", 1, clash)
+        spec_utils.container_labels("app.ns.web.ns", 1, desired(labels={"grove.instance": "7"}), DIGEST)
     with pytest.raises(spec_utils.SpecError, match=r"grove\.address"):
-        spec_utils.container_labels(
-            "app.ns.web.ns", 1, spec_utils.desired_spec(params(labels={"grove.address": "1.2.3.4"}), [])
-        )
+        spec_utils.container_labels("app.ns.web.ns", 1, desired(labels={"grove.address": "1.2.3.4"}), DIGEST)
+    with pytest.raises(spec_utils.SpecError, match=r"grove\.env-digest"):
+        spec_utils.container_labels("app.ns.web.ns", 1, desired(labels={"grove.env-digest": "x"}), DIGEST)
 
 
-def test_a_huge_environment_leaves_the_spec_label_out_but_keeps_the_hash():
-    spec = spec_utils.desired_spec(params(env=["BIG=" + "x" * 5000]), [])
-    labels = spec_utils.container_labels("app.ns.web.ns", 1, spec)
+def test_a_huge_command_line_leaves_the_spec_label_out_but_keeps_the_hash():
+    spec = desired(args=["x" * 5000])
+    labels = spec_utils.container_labels("app.ns.web.ns", 1, spec, DIGEST)
     assert "grove.spec" not in labels
-    assert labels["grove.spec-hash"] == spec_utils.spec_hash(spec)
+    assert labels["grove.spec-hash"] == spec_utils.spec_hash(spec, DIGEST)
 
 
-def test_run_options_carry_limits_labels_and_environment_as_separate_arguments():
-    spec = spec_utils.desired_spec(
-        params(memory=100, vcpus=0.5, privileged=True, env=["GREETING=hi $HOME", "B=x=y"]), []
-    )
-    options = spec_utils.run_options(spec, {"grove.service": "a.b.c.d"}, "/var/run/netns/x")
+def test_run_options_carry_limits_and_labels_as_separate_arguments():
+    spec = desired(memory=100, vcpus=0.5, privileged=True)
+    options = spec_utils.run_options(spec, {"grove.service": "a.b.c.d"}, "/var/run/netns/x", None)
     assert options[:2] == ["--with-ns", "network:/var/run/netns/x"]
     assert options[options.index("--memory-limit") + 1] == str(100 * 1024 * 1024)
     assert options[options.index("--cpus") + 1] == "0.5"
     assert "--privileged" in options
-    assert ["--env", "GREETING=hi $HOME"] == options[options.index("GREETING=hi $HOME") - 1 :][:2]
-    assert "B=x=y" in options
     assert options[options.index("--label") + 1] == "grove.service=a.b.c.d"
+    assert "--env-file" not in options
 
 
 def test_no_limits_means_no_limit_options():
-    options = spec_utils.run_options(spec_utils.desired_spec(params(), []), {}, "/n")
+    options = spec_utils.run_options(desired(), {}, "/n", None)
     assert "--memory-limit" not in options
     assert "--cpus" not in options
     assert "--privileged" not in options
@@ -210,11 +245,9 @@ ports = st.lists(
 
 @given(ports)
 def test_the_ports_label_reads_back_what_was_written(mappings):
-    text = spec_utils.ports_string(mappings)
-    back = spec_utils.parse_ports_label(text)
-    assert [(p["host_port"], p["container_port"], p["protocol"]) for p in back] == [
-        (m.host_port, m.container_port, m.protocol) for m in mappings
-    ]
+    unique = list({mapping.host_key: mapping for mapping in mappings}.values())
+    labels = {"grove.ports": format_ports(unique)}
+    assert spec_utils.recorded_ports({"labels": labels}) == unique
 
 
 def container(labels=None):
@@ -245,8 +278,10 @@ def test_no_container_is_undeployed():
 
 
 def test_facts_read_everything_back_from_labels_and_task():
-    spec = spec_utils.desired_spec(params(memory=100, vcpus=1.0), parse_ports("6080:80/tcp"))
-    labels = dict(spec_utils.container_labels("app.ns.web.ns", 4, spec), **{"grove.address": "10.18.0.9"})
+    spec = desired(memory=100, vcpus=1.0, ports="6080:80/tcp")
+    labels = dict(
+        spec_utils.container_labels("app.ns.web.ns", 4, spec, DIGEST), **{"grove.address": "10.18.0.9"}
+    )
     running = spec_utils.facts(container(labels), {"status": "RUNNING", "pid": 42, "exit_status": 0})
     assert running["service"] == "app.ns.web.ns"
     assert running["instance_number"] == 4

@@ -5,7 +5,7 @@ import json
 import random
 
 import pytest
-from ansible_collections.grove.edge.plugins.module_utils._scheduler import SchedulerInputError, schedule
+from ansible_collections.grove.edge.plugins.module_utils._scheduler import SchedulerInputError, schedule, undeploy
 from test_scheduler_properties import reordered
 
 SVC = "app.ns.web.ns"
@@ -289,6 +289,67 @@ def test_completed_one_shot_stays_completed():
     result = schedule([request()], one_cluster(w1=w1))
     assert result["placements"][0]["existing"] is True
     assert result["placements"][0]["instance_status"] == "COMPLETED"
+
+
+def test_a_running_instance_that_grows_is_rechecked_where_it_runs():
+    # Issue 7: a 2-vcpu worker runs A at 1 vcpu; the descriptor asks A at 2 plus B at 1. Keeping A
+    # in place without a check put 3 vcpus on the worker.
+    w1 = node(vcpus=2, instances=[running(SVC, 0, vcpus=1)])
+    result = schedule([request(vcpus=2), request("app.ns.b.ns", [0], vcpus=1)], one_cluster(w1=w1))
+    assert where(result) == [(SVC, 0, "c1/w1")]
+    assert result["placements"][0]["existing"] is True
+    assert result["failures"][0]["service"] == "app.ns.b.ns"
+    assert result["failures"][0]["reasons"] == {"c1": "aggregated free resources: needs 1 vcpus, 0 free"}
+
+
+def test_a_running_instance_whose_new_spec_no_longer_fits_moves_and_its_old_copy_goes():
+    w1 = node(vcpus=2, instances=[running(SVC, 0, vcpus=1), running("other.ns.x.ns", 0, vcpus=1)])
+    result = schedule([request(vcpus=2)], one_cluster(w1=w1, w2=node(vcpus=2)))
+    [placement] = result["placements"]
+    assert (placement["worker"], placement["existing"], placement["moved_from"]) == ("w2", False, "c1/w1")
+    assert result["removals"] == [{"service": SVC, "instance_number": 0, "cluster": "c1", "worker": "w1"}]
+
+
+def test_a_running_instance_that_cannot_grow_anywhere_keeps_running_where_it_is():
+    w1 = node(vcpus=2, instances=[running(SVC, 0, vcpus=1), running("other.ns.x.ns", 0, vcpus=1)])
+    result = schedule([request(vcpus=2)], one_cluster(w1=w1))
+    [failure] = result["failures"]
+    assert failure["status"] == "NoActiveClusterWithCapacity"
+    assert (failure["moved_from"], failure["running_on"]) == ("c1/w1", "c1/w1")
+    assert result["removals"] == []
+
+
+def test_a_running_instance_that_adds_a_host_port_in_use_moves():
+    w1 = node(
+        instances=[running(SVC, 0, host_ports=[]), running("other.ns.x.ns", 0, host_ports=["6080/tcp"])]
+    )
+    result = schedule([request(host_ports=["6080/tcp"])], one_cluster(w1=w1, w2=node()))
+    [placement] = result["placements"]
+    assert (placement["worker"], placement["moved_from"]) == ("w2", "c1/w1")
+    # Its own ports never stand in its way.
+    w1 = node(instances=[running(SVC, 0, host_ports=["6080/tcp"])])
+    result = schedule([request(host_ports=["6080/tcp", "53/udp"])], one_cluster(w1=w1))
+    assert result["placements"][0]["existing"] is True
+
+
+def test_a_smaller_spec_frees_nothing_for_the_same_run():
+    # The instance is recreated smaller only after the other placements of the run started.
+    w1 = node(vcpus=2, instances=[running(SVC, 0, vcpus=2)])
+    result = schedule([request(vcpus=1), request("app.ns.b.ns", [0], vcpus=1)], one_cluster(w1=w1))
+    assert [p["service"] for p in result["placements"]] == [SVC]
+    assert result["failures"][0]["service"] == "app.ns.b.ns"
+
+
+def test_removals_list_surplus_numbers_and_duplicates_on_workers_that_answer():
+    w1 = node(instances=[running(SVC, 0), running(SVC, 1), running("other.ns.x.ns", 5)])
+    w2 = node(instances=[running(SVC, 0)])
+    gone = node(reachable=False, instances=[running(SVC, 2)])
+    result = schedule([request(numbers=[0])], one_cluster(w1=w1, w2=w2, w3=gone))
+    assert where(result) == [(SVC, 0, "c1/w1")]
+    assert result["removals"] == [
+        {"service": SVC, "instance_number": 1, "cluster": "c1", "worker": "w1"},
+        {"service": SVC, "instance_number": 0, "cluster": "c1", "worker": "w2"},
+    ]
 
 
 def test_undeployed_instance_is_placed_anew():
@@ -598,7 +659,11 @@ def test_no_clusters_at_all():
 
 
 def test_a_service_without_instances_places_nothing():
-    assert schedule([request(numbers=[])], one_cluster(w1=node())) == {"placements": [], "failures": []}
+    assert schedule([request(numbers=[])], one_cluster(w1=node())) == {
+        "placements": [],
+        "failures": [],
+        "removals": [],
+    }
 
 
 def test_a_resource_not_needed_does_not_matter_on_an_overcommitted_worker():
@@ -618,3 +683,20 @@ def test_names_that_yaml_read_as_numbers():
     result = schedule([request(numbers=[0, 1])], clusters)
     assert where(result) == [(SVC, 0, "1/2"), (SVC, 1, "1/10")]
     assert result["placements"][0]["existing"] is True
+
+
+def test_undeploy_lists_every_copy_and_the_ones_it_cannot_reach():
+    w1 = node(instances=[running(SVC, 0), running(SVC, 1), running("other.ns.x.ns", 0)])
+    gone = node(reachable=False, instances=[running(SVC, 2)])
+    clusters = one_cluster(w1=w1, w9=gone)
+    result = undeploy([SVC], clusters)
+    assert result["removals"] == [
+        {"service": SVC, "instance_number": 0, "cluster": "c1", "worker": "w1"},
+        {"service": SVC, "instance_number": 1, "cluster": "c1", "worker": "w1"},
+    ]
+    assert result["stranded"] == [{"service": SVC, "instance_number": 2, "cluster": "c1", "worker": "w9"}]
+    only = undeploy([SVC], clusters, instance=1)
+    assert [r["instance_number"] for r in only["removals"]] == [1]
+    assert only["stranded"] == []
+    with pytest.raises(SchedulerInputError, match="instance"):
+        undeploy([SVC], clusters, instance=-1)

@@ -141,6 +141,19 @@ def _demand(requirements):
     }
 
 
+def _extra(demand, held):
+    """What a running instance adds to its worker when it takes a bigger spec in place."""
+    return {dimension: max(amount - held[dimension], 0) for dimension, amount in demand.items()}
+
+
+def _record_of(facts, service, number):
+    return next(r for r in facts["instances"] if r["service"] == service and r["instance_number"] == number)
+
+
+def _held(record):
+    return _demand({"vcpus": record["resources"]["vcpus"], **record["resources"]})
+
+
 def _allowed(request, cluster, worker):
     for constraint in request["constraints"]:
         if constraint.get("cluster") and constraint["cluster"] != cluster:
@@ -165,6 +178,9 @@ def check_invariants(services, clusters, result):
         assert facts["reachable"] is True
         assert placement["status"] == "NODE_SCHEDULED"
         assert _allowed(request, *key)
+        requirements = request["requirements"]
+        demand = _demand(requirements)
+        ports = list(request["host_ports"])
         if placement["existing"]:
             assert any(
                 record["service"] == placement["service"]
@@ -172,15 +188,21 @@ def check_invariants(services, clusters, result):
                 and record["status"] == placement["instance_status"] != "UNDEPLOYED"
                 for record in facts["instances"]
             )
-            if placement["instance_status"] not in RESTARTED:
+            if placement["instance_status"] == "COMPLETED":
                 continue
-        requirements = request["requirements"]
+            if placement["instance_status"] not in RESTARTED:
+                # Running where it is: it must still fit there with its new spec (issue 7: a
+                # bigger spec kept in place overcommitted the worker).
+                record = _record_of(facts, placement["service"], placement["instance_number"])
+                demand = _extra(demand, _held(record))
+                own = record.get("host_ports", request["host_ports"])
+                ports = [port for port in ports if port not in own]
         assert requirements["virtualization"] in facts["runtimes"]
         if requirements.get("architecture"):
             assert ARCH[facts["architecture"]] == ARCH[requirements["architecture"]]
-        for dimension, amount in _demand(requirements).items():
+        for dimension, amount in demand.items():
             load[key][dimension] += amount
-        new_ports[key].extend(request["host_ports"])
+        new_ports[key].extend(ports)
 
     for key, demand in load.items():
         capacity = _capacity(clusters[key[0]]["workers"][key[1]])
@@ -193,9 +215,9 @@ def check_invariants(services, clusters, result):
         busy = set()
         for record in clusters[key[0]]["workers"][key[1]]["instances"]:
             if _holds(record):
-                busy.update(record.get("host_ports", []))
-                if record["service"] in by_service:
-                    busy.update(by_service[record["service"]]["host_ports"])
+                busy.update(
+                    record.get("host_ports", by_service.get(record["service"], {}).get("host_ports", []))
+                )
         assert not busy & set(ports), (key, busy, ports)
 
     for failure in result["failures"]:
@@ -218,10 +240,65 @@ def check_existing_instances_stay(services, clusters, result):
                     for r in facts["instances"]
                 )
             ]
-            if homes:
-                placement = placed[(request["service"], number)]
-                assert placement["existing"] is True
-                assert (placement["cluster"], placement["worker"]) in homes
+            outcome = placed.get((request["service"], number))
+            if not homes or (outcome is not None and outcome["existing"]):
+                continue  # check_invariants: an existing placement is where a copy is
+            # It could not stay where it runs (its new spec no longer fits): the answer says where it was.
+            if outcome is None:
+                outcome = next(
+                    f
+                    for f in result["failures"]
+                    if (f["service"], f["instance_number"]) == (request["service"], number)
+                )
+            assert outcome.get("moved_from"), outcome
+
+
+def check_removals(services, clusters, result):
+    """Removals drop exactly the copies the placement does not keep, and never the last running one."""
+    requested = {(r["service"], n) for r in services for n in r["instance_numbers"]}
+    services_asked = {r["service"] for r in services}
+    kept = {
+        (p["service"], p["instance_number"], p["cluster"], p["worker"])
+        for p in result["placements"]
+        if p["existing"]
+    }
+    for failure in result["failures"]:
+        if "running_on" in failure:
+            cluster, worker = failure["running_on"].split("/")
+            kept.add((failure["service"], failure["instance_number"], cluster, worker))
+    expected = []
+    for cluster, spec in clusters.items():
+        for worker, facts in spec["workers"].items():
+            if facts["reachable"] is not True:
+                continue
+            for record in facts["instances"]:
+                identity = (record["service"], record["instance_number"], cluster, worker)
+                if (
+                    record["service"] in services_asked
+                    and record["status"] != "UNDEPLOYED"
+                    and identity not in kept
+                ):
+                    expected.append(identity)
+    removals = [(r["service"], r["instance_number"], r["cluster"], r["worker"]) for r in result["removals"]]
+    assert sorted(removals) == sorted(expected)
+    for service, number, _cluster, _worker in removals:
+        failed_here = any(
+            (f["service"], f["instance_number"]) == (service, number) and "running_on" not in f
+            for f in result["failures"]
+        )
+        # A requested instance that found no home loses no running copy.
+        assert (
+            (service, number) not in requested
+            or not failed_here
+            or not any(
+                _holds(r)
+                for spec in clusters.values()
+                for facts in spec["workers"].values()
+                if facts["reachable"] is True
+                for r in facts["instances"]
+                if (r["service"], r["instance_number"]) == (service, number)
+            )
+        )
 
 
 def _eligible(request, cluster, worker, facts):
@@ -249,20 +326,25 @@ def check_failures_are_real(services, clusters, result):
             ports = set()
             for record in facts["instances"]:
                 if _holds(record):
-                    ports.update(record.get("host_ports", []))
-                    if record["service"] in by_service:
-                        ports.update(by_service[record["service"]]["host_ports"])
+                    ports.update(
+                        record.get("host_ports", by_service.get(record["service"], {}).get("host_ports", []))
+                    )
             busy_ports[(cluster, worker)] = ports
     for request in services:
         demand = _demand(request["requirements"])
         for number in sorted(set(request["instance_numbers"])):
             outcome = outcomes[(request["service"], number)]
             if "worker" in outcome:
-                if not outcome["existing"] or outcome["instance_status"] in RESTARTED:
-                    key = (outcome["cluster"], outcome["worker"])
-                    for dimension, amount in demand.items():
-                        remaining[key][dimension] -= amount
-                    busy_ports[key].update(request["host_ports"])
+                key = (outcome["cluster"], outcome["worker"])
+                taken = demand
+                if outcome["existing"] and outcome["instance_status"] == "COMPLETED":
+                    continue
+                if outcome["existing"] and outcome["instance_status"] not in RESTARTED:
+                    facts = clusters[key[0]]["workers"][key[1]]
+                    taken = _extra(demand, _held(_record_of(facts, request["service"], number)))
+                for dimension, amount in taken.items():
+                    remaining[key][dimension] -= amount
+                busy_ports[key].update(request["host_ports"])
                 continue
             for (cluster, worker), left in remaining.items():
                 facts = clusters[cluster]["workers"][worker]
@@ -296,6 +378,7 @@ def test_no_worker_is_ever_overcommitted(services, clusters, strategy):
     check_invariants(services, clusters, result)
     check_existing_instances_stay(services, clusters, result)
     check_failures_are_real(services, clusters, result)
+    check_removals(services, clusters, result)
 
 
 @settings(max_examples=150, deadline=None)

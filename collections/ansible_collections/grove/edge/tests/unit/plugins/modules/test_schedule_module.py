@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.grove.edge.plugins.modules import descriptor as descriptor_module
+from ansible_collections.grove.edge.plugins.modules import instance as instance_module
+from ansible_collections.grove.edge.plugins.modules import node_info as node_info_module
 from ansible_collections.grove.edge.plugins.modules import schedule as module
 
 MODULE_FILE = Path(module.__file__)
 DESCRIPTOR_MODULE_FILE = Path(descriptor_module.__file__)
-COLLECTIONS_ROOT = Path(__file__).resolve().parents[7]
 HOSTILE = "{{ lookup('pipe','id') }}"
 
 
@@ -73,7 +74,8 @@ def run_module(tmp_path, module_file=MODULE_FILE, **args):
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     process = subprocess.run(
         [sys.executable, str(module_file), str(args_file)],
-        env={"PYTHONPATH": str(COLLECTIONS_ROOT), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        # The collection is importable from the installed environment: no PYTHONPATH needed.
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -107,10 +109,11 @@ def _compare(doc_options, spec, where):
             assert "suboptions" not in doc, f"{where}.{name}"
 
 
-def test_documentation_matches_the_argument_spec():
-    documentation = yaml.safe_load(module.DOCUMENTATION)
-    assert documentation["module"] == "schedule"
-    _compare(documentation["options"], module.ARGUMENT_SPEC, "options")
+@pytest.mark.parametrize("plugin", [module, descriptor_module, instance_module, node_info_module])
+def test_documentation_matches_the_argument_spec(plugin):
+    documentation = yaml.safe_load(plugin.DOCUMENTATION)
+    assert documentation["module"] == Path(plugin.__file__).stem
+    _compare(documentation["options"], plugin.ARGUMENT_SPEC, "options")
 
 
 def test_examples_use_only_documented_options():
