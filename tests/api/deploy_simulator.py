@@ -160,7 +160,7 @@ class DeploySimulator:
                     "resources": {"vcpus": service.vcpus, "memory": service.memory, "vgpus": 0, "storage": 0},
                     "host_ports": [f"{m.host_port}/{m.protocol}" for m in service.ports],
                     "address": f"10.18.1.{len(self.hosts[worker]) + 2}",
-                    "env": service.env_dict(),
+                    "env": dict(e.split("=", 1) for e in service.env_entries()),
                 }
                 instance = {
                     "id": _descriptor.instance_id(*key),

@@ -67,9 +67,9 @@ def build_plan(store: Store, service_ids: list[str]) -> Plan:
         if app is None:
             continue
         spec = copy.deepcopy(service["spec"])
+        # The stored spec is the user's, verbatim. (The RR_ip Grove allocates when none was asked
+        # for stays in the API until the workers get service addresses.)
         spec["microserviceID"] = service["_id"]
-        # The stored spec is the user's, verbatim; the address Grove allocated goes along with it.
-        spec["addresses"] = {**(spec.get("addresses") or {}), "rr_ip": service["RR_ip"]}
         entry = applications.setdefault(
             app["_id"],
             {

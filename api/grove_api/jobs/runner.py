@@ -354,9 +354,9 @@ class JobRunner:
         state = SUCCEEDED if not problems else FAILED
         detail = "done" if not problems else "failed: " + "; ".join(problems)[:4000]
         for job in jobs:
-            self.store.update(
-                "jobs", job["_id"], {"state": state, "finished_at": now, "status_detail": detail}
-            )
+            attempts = job.get("attempts", 0)
+            said = f"{detail} (re-queued after {attempts} interrupted run(s))" if attempts else detail
+            self.store.update("jobs", job["_id"], {"state": state, "finished_at": now, "status_detail": said})
         return self.store.update(
             "runs", run_id, {"state": RUN_FINISHED, "finished_at": now, "rc": rc, "detail": detail}
         )

@@ -25,14 +25,13 @@ def validated(body: Any, message: str) -> _descriptor.Descriptor:
     return _descriptor.parse_descriptor(body)
 
 
-def check_privileged(caller: Principal, applications: list[dict[str, Any]]) -> None:
+def check_privileged(caller: Principal, descriptor: _descriptor.Descriptor, strip: str = "") -> None:
+    """`privileged: true` is root on the worker: Admin only (the collection names the fields)."""
     if caller.is_admin:
         return
-    for a, app in enumerate(applications):
-        for m, service in enumerate(app.get("microservices", [])):
-            if service.get("privileged") is True:
-                path = f"applications[{a}].microservices[{m}].privileged"
-                raise Forbidden(f"{path}: only Admin may run privileged containers")
+    problems = _descriptor.privileged_errors(descriptor)
+    if problems:
+        raise Forbidden(f"{problems[0].path.removeprefix(strip)}: only Admin may run privileged containers")
 
 
 def visible(caller: Principal, record: dict[str, Any] | None) -> bool:
@@ -188,9 +187,9 @@ class Catalog:
 
     def register(self, caller: Principal, body: Any) -> list[dict[str, Any]]:
         """POST /api/application: the descriptor's applications and services, registered, not deployed."""
-        validated(body, "the deployment descriptor is invalid")
+        descriptor = validated(body, "the deployment descriptor is invalid")
         applications = body["applications"]
-        check_privileged(caller, applications)
+        check_privileged(caller, descriptor)
         self._name_conflicts(caller, applications)
         self._rr_ip_conflicts(applications)
         created: list[dict[str, Any]] = []
@@ -232,7 +231,7 @@ class Catalog:
 
     def add_services(self, caller: Principal, body: Any) -> dict[str, Any]:
         """POST /api/service: the microservices of applications[0] join that (existing) application."""
-        validated(body, "the deployment descriptor is invalid")
+        descriptor = validated(body, "the deployment descriptor is invalid")
         applications = body["applications"]
         problems = []
         app_id = applications[0].get("applicationID") or ""
@@ -249,7 +248,7 @@ class Catalog:
         app = self.application(caller, app_id)
         if app.get("deleting"):
             raise Conflict(f"the application {app_id} is being removed")
-        check_privileged(caller, applications)
+        check_privileged(caller, descriptor)
         self._rr_ip_conflicts(applications)
         raw_services = applications[0]["microservices"]
         for number, raw in enumerate(raw_services):
@@ -395,7 +394,7 @@ class Catalog:
                     )
                 ],
             )
-        check_privileged(caller, [{"microservices": [spec]}])
+        check_privileged(caller, _descriptor.parse_descriptor(candidate), prefix)
         requested = (spec.get("addresses") or {}).get("rr_ip") or ""
         rr_ip = requested or service["RR_ip"]
         try:
