@@ -5,7 +5,11 @@ import json
 import random
 
 import pytest
-from ansible_collections.grove.edge.plugins.module_utils._scheduler import SchedulerInputError, schedule, undeploy
+from ansible_collections.grove.edge.plugins.module_utils._scheduler import (
+    SchedulerInputError,
+    schedule,
+    undeploy,
+)
 from test_scheduler_properties import reordered
 
 SVC = "app.ns.web.ns"
