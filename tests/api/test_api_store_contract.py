@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import threading
 
 import pytest
@@ -168,6 +169,8 @@ def test_sqlite_uses_one_file_in_wal_mode_shared_by_two_handles(tmp_path):
         assert first.increment("c") == 1 and second.increment("c") == 2
         mode = first._db().execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
+        for name in ("g.db", "g.db-wal"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
     finally:
         first.close()
         second.close()
