@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint sanity unit integration molecule testbed-up testbed-down clean
+.PHONY: setup demo test bench lint sanity unit integration molecule testbed-up testbed-down clean
 
 setup:
 	./scripts/setup.sh
@@ -31,6 +31,10 @@ integration: setup
 
 test: setup lint sanity
 	python -m pytest $(PYTEST_ARGS)
+
+# Figures next to their same-run baselines; writes docs/benchmarks.md. Not part of `make test`.
+bench: setup
+	python -m benchmarks.run
 
 testbed-up: setup
 	grove testbed up

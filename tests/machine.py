@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from grove.testbed import layout
+
+# Every process a test session starts inherits this variable from the session, also when it is
+# re-parented after its parent exited (SSH control masters, daemons), so the final check can find
+# what the session left running without mistaking the machine's other processes for it.
+SESSION_TAG = "GROVE_TEST_SESSION"
+
+
+def tag_session() -> None:
+    os.environ[SESSION_TAG] = f"{os.getpid()}.{time.time_ns()}"
 
 
 def _lines(argv: list[str]) -> frozenset[str]:
@@ -20,27 +32,74 @@ def _namespaces(pid: str) -> tuple[int, int] | None:
         return None
 
 
-def _live_processes() -> frozenset[str]:
-    """Processes the test bed could leave: any in another network or mount namespace than ours,
-    and any whose command line names Grove (the registry, host init); not the machine's others."""
-    ours = _namespaces("self")
-    found = set()
+def _process_table() -> dict[str, tuple[int, str]]:
+    """pid -> (parent pid, state) of every process."""
+    table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
-            raw_cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            cmdline = raw_cmdline.replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        state = stat[stat.rindex(")") + 2 :].split()[0]
+        # The command name may hold spaces and parentheses; the fields after the last ')' do not.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[entry] = (int(fields[1]), fields[0])
+    return table
+
+
+def _descendants(table: dict[str, tuple[int, str]], root: int) -> set[str]:
+    children: dict[int, list[str]] = {}
+    for pid, (ppid, _state) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, stack = set(), [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(int(child))
+    return found
+
+
+def _started_by_session(pid: str) -> bool:
+    tag = os.environ.get(SESSION_TAG)
+    if not tag:
+        return False
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{SESSION_TAG}={tag}".encode() in environ.split(b"\0")
+
+
+def _live_processes() -> frozenset[str]:
+    """Processes a test run could leave: any in another network or mount namespace than ours (the
+    test bed's hosts and their containers), any whose command line names the test bed's state
+    directory (host init, sshd, the registry) and any this test session started; not the machine's
+    other processes. Not this process and its children either: they are still in the session's
+    hands (a session fixture may stop one after this check), unlike what they started and let go."""
+    ours = _namespaces("self")
+    marker = str(layout.state_dir()) + "/"
+    table = _process_table()
+    observer = _descendants(table, os.getpid()) | {str(os.getpid())}
+    found = set()
+    for pid, (_ppid, state) in table.items():
         # Zombies own nothing but a pid; this machine's PID 1 never reaps orphans, so they pile up.
-        if state == "Z" or not cmdline or int(entry) == os.getpid():
+        if state == "Z" or pid in observer:
             continue
-        namespaces = _namespaces(entry)
-        if (namespaces is not None and namespaces != ours) or "grove" in cmdline:
-            found.add(f"{entry} {cmdline.strip()}")
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if not cmdline:  # kernel threads
+            continue
+        namespaces = _namespaces(pid)
+        if (
+            (namespaces is not None and namespaces != ours)
+            or marker in cmdline
+            or _started_by_session(pid)
+        ):
+            found.add(f"{pid} {cmdline.strip()}")
     return frozenset(found)
 
 
@@ -76,3 +135,14 @@ class Snapshot:
             if extra:
                 added[field] = extra
         return added
+
+
+def wait_clean(before: Snapshot, timeout: float = 20) -> dict[str, set[str]]:
+    """What the machine holds that it did not hold `before`, once the kernel has finished tearing
+    down (polled until nothing is added or the deadline passes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        added = Snapshot.take().added_since(before)
+        if not added or time.monotonic() > deadline:
+            return added
+        time.sleep(0.2)

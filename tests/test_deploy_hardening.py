@@ -34,6 +34,7 @@ def files_containing(root, needle: str) -> list[str]:
 def test_environment_values_reach_the_container_and_nothing_else(testbed: Testbed, tmp_path):
     descriptor = write(tmp_path, with_secret(SECRET))
     runner_dir = tmp_path / "runner"
+    runner_dir.mkdir()
     try:
         # The API's path: ansible-runner keeps every event of the run on disk.
         run = ansible_runner.run(
@@ -41,7 +42,7 @@ def test_environment_values_reach_the_container_and_nothing_else(testbed: Testbe
             playbook=str(DEPLOY),
             inventory=str(testbed.inventory),
             extravars={"descriptor": str(descriptor)},
-            envvars={k: v for k, v in ansible_env().items() if k.startswith("ANSIBLE_")},
+            envvars={k: v for k, v in ansible_env().items() if k.startswith("ANSIBLE_") or k == "PATH"},
             quiet=True,
         )
         assert run.rc == 0, run.stdout.read()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -101,23 +102,22 @@ class Testbed:
 
     def host_shell(self, host: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command on a worker host over SSH, as Ansible would reach it."""
-        state = yaml.safe_load(self.inventory.read_text())["all"]["vars"]
+        inventory_vars = yaml.safe_load(self.inventory.read_text())["all"]["vars"]
         proc = subprocess.run(
             [
                 "ssh",
                 "-i",
-                state["ansible_ssh_private_key_file"],
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
+                inventory_vars["ansible_ssh_private_key_file"],
+                # The inventory's own SSH options: the host's key is checked against the test bed's
+                # known_hosts, exactly as for Ansible.
+                *shlex.split(inventory_vars["ansible_ssh_common_args"]),
                 "-o",
                 "LogLevel=ERROR",
                 "-o",
                 "BatchMode=yes",
                 f"root@{self.hosts[host]['ansible_host']}",
                 "--",
-                *[_quote(a) for a in argv],
+                *[shlex.quote(a) for a in argv],
             ],
             capture_output=True,
             text=True,
@@ -127,12 +127,6 @@ class Testbed:
         if check and proc.returncode != 0:
             raise AssertionError(f"{host}: {argv} failed: {proc.stdout}\n{proc.stderr}")
         return proc
-
-
-def _quote(arg: str) -> str:
-    import shlex  # noqa: PLC0415
-
-    return shlex.quote(arg)
 
 
 def _load(inventory: Path) -> Testbed:

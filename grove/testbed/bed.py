@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from grove.testbed.processes import kill_and_wait, mnt_inodes_of, pids_in_namesp
 log = logging.getLogger("grove.testbed")
 
 STATE_FILE = "state.json"
+NETNS_DIR = "/run/netns"
 HOSTINIT = Path(__file__).with_name("hostinit.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 REQUIRED_COMMANDS = (
@@ -94,11 +96,33 @@ def _ssh_keys() -> Path:
     return key
 
 
-def _sshd_config(host: Host) -> Path:
-    directory = host.directory()
-    host_key = directory / "ssh_host_ed25519_key"
+def known_hosts_path() -> Path:
+    return layout.state_dir() / "known_hosts"
+
+
+def _host_key(host: Host) -> Path:
+    host_key = host.directory() / "ssh_host_ed25519_key"
     if not host_key.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
+    return host_key
+
+
+def _write_known_hosts(hosts: list[Host]) -> Path:
+    """The hosts' public keys, made here, so SSH verifies every host instead of trusting the first answer."""
+    lines = []
+    for host in hosts:
+        key_type, key = Path(f"{_host_key(host)}.pub").read_text().split()[:2]
+        lines.append(f"{host.address} {key_type} {key}\n")
+    path = known_hosts_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(lines))
+    tmp.replace(path)
+    return path
+
+
+def _sshd_config(host: Host) -> Path:
+    directory = host.directory()
+    host_key = _host_key(host)
     config = directory / "sshd_config"
     config.write_text(
         f"ListenAddress {host.address}\nPort 22\nHostKey {host_key}\nPidFile none\n"
@@ -148,7 +172,7 @@ def _answers_ssh(address: str) -> bool:
         return False
 
 
-def _write_inventory(hosts: list[Host], key: Path) -> Path:
+def _write_inventory(hosts: list[Host], key: Path, known_hosts: Path) -> Path:
     clusters: dict[str, dict] = {}
     for host in hosts:
         group = clusters.setdefault(host.cluster_name, {
@@ -166,7 +190,13 @@ def _write_inventory(hosts: list[Host], key: Path) -> Path:
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": str(key),
                 "ansible_python_interpreter": SYSTEM_PYTHON,
-                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                # Only the keys the test bed made are trusted, whatever ansible.cfg or the user's
+                # known_hosts say: a host that answers with another key is refused.
+                "ansible_ssh_host_key_checking": True,
+                "ansible_ssh_common_args": (
+                    f"-o UserKnownHostsFile={shlex.quote(str(known_hosts))} "
+                    "-o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes"
+                ),
                 "containerd_registry_mirrors": {"docker.io": [f"http://{layout.registry_address()}"]},
                 "containerd_registry_fallback_to_upstream": False,
                 "grove_testbed": True,
@@ -207,7 +237,8 @@ def up(clusters: int = 1, workers: int = 2, *, with_images: bool = True) -> Path
         log.info("cleaning up a test bed that did not come up completely")
         down()
     layout.state_dir().mkdir(parents=True, exist_ok=True)
-    state = {"clusters": clusters, "workers": workers, "complete": False, "hosts": []}
+    state = {"clusters": clusters, "workers": workers, "complete": False, "hosts": [],
+             "netns_dir_made": not netns_dir_mounted()}
     _write_state(state)
     _guard_routes()
     _bridge_and_firewall()
@@ -226,7 +257,7 @@ def up(clusters: int = 1, workers: int = 2, *, with_images: bool = True) -> Path
         wait_until(lambda a=entry["address"]: _answers_ssh(a), timeout=30, what=f"sshd on {entry['name']}")
     if with_images:
         _publish_images()
-    path = _write_inventory(hosts, key)
+    path = _write_inventory(hosts, key, _write_known_hosts(hosts))
     state["complete"] = True
     state["inventory"] = str(path)
     _write_state(state)
@@ -240,6 +271,21 @@ def _netns_inode(name: str) -> int | None:
         return None
 
 
+def netns_dir_mounted() -> bool:
+    """Whether /run/netns is a mount point: the first `ip netns add` on a machine makes it one (a
+    shared bind mount of itself) and iproute2 never undoes that."""
+    # os.path.ismount misses a bind mount of a directory onto itself.
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return any(line.split()[4] == NETNS_DIR for line in lines)
+
+
+def release_netns_dir() -> None:
+    """Undo the /run/netns mount once no namespace is left in it, for whoever made it; umount
+    refuses (and the mount stays) while anyone else's namespace is mounted there."""
+    if netns_dir_mounted() and not any(Path(NETNS_DIR).iterdir()):
+        run(["umount", NETNS_DIR], check=False)
+
+
 def testbed_netns() -> list[str]:
     proc = run(["ip", "netns", "list"], check=False)
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
@@ -249,6 +295,7 @@ def testbed_netns() -> list[str]:
 def down() -> None:
     """Remove everything the test bed made, found by name, also after a crash half-way through `up`."""
     _check_prerequisites()
+    state = read_state() or {}
     names = testbed_netns()
     net_inodes = {i for i in (_netns_inode(n) for n in names) if i is not None}
     in_hosts = pids_in_namespaces(net_inodes)
@@ -260,6 +307,8 @@ def down() -> None:
         kill_and_wait(in_hosts)
     for name in names:
         run(["ip", "netns", "delete", name], check=False)
+    if state.get("netns_dir_made"):
+        release_netns_dir()
     links = run(["ip", "-o", "link", "show"], check=False).stdout
     for line in links.splitlines():
         link = line.split(":")[1].strip().split("@")[0]

@@ -2,13 +2,12 @@
 
 Every function takes `run`: a callable that runs an argv list on the worker host (inside its
 network and mount namespaces) and returns a `subprocess.CompletedProcess[str]` without raising,
-e.g. `lambda argv: testbed.host_shell("c1w1", argv, check=False)` or `nsenter_runner(pid)`.
+e.g. `lambda argv: testbed.host_shell("c1w1", argv, check=False)`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import subprocess
 import time
@@ -23,7 +22,6 @@ NETWORK = "grove"
 CNI_DIR = "/var/lib/cni"
 LOG_DIR = "/var/log/grove"
 NETNS_DIR = "/var/run/netns"
-_exec_ids = itertools.count(1)
 
 # Prints the IPAM files of a network that hold the container id (first line of each file).
 _IPAM_OWNER_SCRIPT = """
@@ -34,21 +32,6 @@ for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
         if handle.readline().strip() == owner:
             print(name)
 """
-
-
-def nsenter_runner(pid: int) -> Runner:
-    """Run commands in the network and mount namespaces of process `pid` (e.g. the host's containerd)."""
-
-    def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["nsenter", "--target", str(pid), "--mount", "--net", "--", *argv],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-
-    return run
 
 
 def must(run: Runner, argv: Sequence[str]) -> str:
@@ -124,11 +107,6 @@ def leftovers(
     return found
 
 
-def assert_no_leftovers(run: Runner, instance_id: str, **kwargs: str) -> None:
-    left = leftovers(run, instance_id, **kwargs)
-    assert not left, f"{instance_id} left behind: {left}"
-
-
 def cgroup_limits(run: Runner, instance_id: str, namespace: str = NAMESPACE) -> dict[str, int | None]:
     """Memory limit (bytes) and CPU quota/period the kernel enforces for the instance (cgroup v1 or v2)."""
     spec = container_info(run, instance_id, namespace)["Spec"]
@@ -155,14 +133,6 @@ def cgroup_limits(run: Runner, instance_id: str, namespace: str = NAMESPACE) -> 
     }
 
 
-def exec_in(
-    run: Runner, instance_id: str, argv: Sequence[str], namespace: str = NAMESPACE
-) -> subprocess.CompletedProcess[str]:
-    """`ctr task exec` a process in the running instance."""
-    exec_id = f"check{next(_exec_ids)}-{time.monotonic_ns()}"
-    return run(["ctr", "--namespace", namespace, "tasks", "exec", "--exec-id", exec_id, instance_id, *argv])
-
-
 def wait_http(url: str, *, contains: str = "", timeout: float = 30) -> str:
     """Poll `url` from this process (never through a proxy) until it answers 200 with `contains`."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -180,13 +150,3 @@ def wait_http(url: str, *, contains: str = "", timeout: float = 30) -> str:
         if time.monotonic() > deadline:
             raise AssertionError(f"{url} did not answer with {contains!r} within {timeout:.0f}s: {last}")
         time.sleep(0.2)
-
-
-def http_refused(url: str) -> bool:
-    """True when nothing answers at `url` (connection refused, reset or timed out)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=3):
-            return False
-    except (urllib.error.URLError, OSError):
-        return True
