@@ -240,7 +240,7 @@ def _sleeper(name: str = "sleeper", **fields) -> dict:
     }
 
 
-def test_the_seeds_walkthrough_over_http(live):
+def test_the_seeds_walkthrough_over_http(live, testbed):
     # scripts/api-seed.sh does the seed's steps with curl (login, POST the descriptor, one instance
     # of each service, wait until they run); a dead proxy in its environment must not matter.
     dead = "http://127.0.0.1:9"
@@ -316,7 +316,7 @@ SCRIPT = 'tail -f /dev/null; echo "$0"'
 
 
 def test_hostile_descriptor_strings_are_deployed_verbatim_and_never_evaluated_on_the_controller(
-    live, tmp_path
+    live, testbed, tmp_path
 ):
     marker = tmp_path / "evaluated"
     template = f"{{{{ lookup('pipe', 'touch {marker}') }}}}"
@@ -352,7 +352,7 @@ def test_hostile_descriptor_strings_are_deployed_verbatim_and_never_evaluated_on
     assert not marker.exists()
 
 
-def test_killing_the_api_during_a_deploy_job_loses_and_duplicates_nothing(live):
+def test_killing_the_api_during_a_deploy_job_loses_and_duplicates_nothing(live, testbed):
     app = live.create(_descriptor("crash", [_sleeper()]))
     service = app["microservices"][0]
     jobs = [live.post(f"/api/service/{service}/instance")["job_id"] for _ in range(2)]
@@ -389,7 +389,7 @@ def test_killing_the_api_during_a_deploy_job_loses_and_duplicates_nothing(live):
         live.delete_and_wait(app)
 
 
-def test_twenty_concurrent_requests_for_room_for_ten_run_ten_and_batch_into_few_runs(live):
+def test_twenty_concurrent_requests_for_room_for_ten_run_ten_and_batch_into_few_runs(live, testbed):
     nodes = {host: live.bed.module(host, "grove.edge.node_info", {})["node"] for host in live.bed.hosts}
     assert all(not node["instances"] for node in nodes.values()), "the test bed must start empty"
     vcpus = {node["vcpus"] for node in nodes.values()}
@@ -442,7 +442,7 @@ def _oak(venv: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]
     return proc
 
 
-def test_oak_cli_creates_deploys_shows_inspects_and_deletes_the_seeds_application(live, tmp_path):
+def test_oak_cli_creates_deploys_shows_inspects_and_deletes_the_seeds_application(live, testbed, tmp_path):
     venv = tmp_path / "oak-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]

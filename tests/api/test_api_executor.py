@@ -3,10 +3,18 @@ finds the collection, events reach the handler with the fields the recorder read
 
 from __future__ import annotations
 
+import os
+import subprocess
 import textwrap
 
 from conftest import make_settings
-from grove_api.jobs.executor import AnsibleRunnerExecutor, RunRequest
+from grove_api.jobs.executor import (
+    RUN_MARKER,
+    AnsibleRunnerExecutor,
+    RunRequest,
+    run_processes,
+    stop_run_processes,
+)
 
 PLAYBOOK = textwrap.dedent("""\
     - name: Place two instances
@@ -87,3 +95,29 @@ def test_a_cancelled_run_stops_and_says_so(tmp_path):
         )
     )
     assert result.status == "canceled"
+    # Ansible's workers run in sessions of their own: none of them outlives the cancelled run.
+    assert run_processes(tmp_path / "job") == []
+
+
+def test_every_process_of_a_run_is_found_by_its_marker_and_stopped(tmp_path):
+    private = tmp_path / "job"
+    env = {**os.environ, RUN_MARKER: str(private)}
+    # Like Ansible's workers: a new session, and a child that would outlive its parent.
+    leader = subprocess.Popen(["sh", "-c", "sleep 300 & exec sleep 300"], env=env, start_new_session=True)
+    other = subprocess.Popen(["sleep", "300"], env={**os.environ, RUN_MARKER: str(tmp_path / "other")})
+    try:
+        deadline = 50
+        while len(run_processes(private)) < 2 and deadline:
+            deadline -= 1
+            subprocess.run(["sleep", "0.1"], check=True)
+        found = run_processes(private)
+        assert leader.pid in found and len(found) == 2
+        assert sorted(stop_run_processes(private)) == sorted(found)
+        assert run_processes(private) == []
+        assert leader.wait(10) is not None
+        assert other.poll() is None  # another run's process is left alone
+    finally:
+        other.kill()
+        other.wait()
+        leader.kill()
+        leader.wait()

@@ -10,7 +10,6 @@ import hashlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import threading
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 from grove_api.jobs import facts as facts_module
 from grove_api.jobs.events import RunRecorder
-from grove_api.jobs.executor import AnsibleRunnerExecutor, Executor, RunRequest
+from grove_api.jobs.executor import AnsibleRunnerExecutor, Executor, RunRequest, stop_run_processes
 from grove_api.jobs.plan import build_plan
 from grove_api.jobs.queue import FAILED, QUEUED, REMOVE, RUNNING, SUCCEEDED, JobQueue
 from grove_api.services import status as st
@@ -52,15 +51,6 @@ def try_lock(path: Path) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def _process_alive_with(pid: int, marker: str) -> bool:
-    """Is `pid` still running, and is it the process that was started for this run?"""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    return marker in cmdline and "ansible" in cmdline
 
 
 class JobRunner:
@@ -144,21 +134,15 @@ class JobRunner:
         self._sweep()
 
     def _stop_leftover(self, run: dict[str, Any]) -> None:
-        pid, marker = run.get("pid"), run.get("private_dir") or ""
+        """A run whose API process died may still have ansible-playbook and its workers running
+        (they ignore the hangup): stop them before anything else touches the hosts."""
         owner = run.get("owner") or {}
-        if not pid or not marker or owner.get("host") != socket.gethostname():
+        if not run.get("private_dir") or owner.get("host") != socket.gethostname():
             return
-        if not _process_alive_with(pid, marker):
-            return
-        log.warning("stopping ansible-playbook (pid %s) of interrupted run %s", pid, run["_id"])
-        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and _process_alive_with(pid, marker):
-                self._stopping.wait(0.1)
-            if not _process_alive_with(pid, marker):
-                return
+        stopped = stop_run_processes(Path(run["private_dir"]))
+        if stopped:
+            log.warning("stopped %d leftover process(es) of interrupted run %s", len(stopped), run["_id"])
+        shutil.rmtree(run["private_dir"], ignore_errors=True)
 
     def _requeue_or_fail(self, job: dict[str, Any], why: str, count: bool) -> None:
         attempts = job.get("attempts", 0) + (1 if count else 0)
