@@ -179,39 +179,40 @@ class JobRunner:
             for sid in job.get("services", [])
         }
         stale = time.time() - self.settings.job_retry_seconds
-        services = {s["_id"]: s for s in self.store.find("services")}
+        pending = {
+            instance["_id"]: instance
+            for instance in [
+                *self.store.find("instances", {"status": st.REQUESTED}),
+                *self.store.find("instances", {"deleting": True}),
+            ]
+            # Fresh ones may still be on their way to a job (or their service to the store).
+            if instance["service_id"] not in active and instance.get("last_modified_timestamp", 0) <= stale
+        }
+        services: dict[str, dict[str, Any] | None] = {}
         wanted: dict[str, list[dict[str, Any]]] = {}
-        for instance in [
-            *self.store.find("instances", {"status": st.REQUESTED}),
-            *self.store.find("instances", {"deleting": True}),
-        ]:
-            service = services.get(instance["service_id"])
-            if service is None:
-                self.store.delete("instances", instance["_id"])
-                continue
-            if instance["service_id"] in active or instance.get("last_modified_timestamp", 0) > stale:
+        for instance in pending.values():
+            service_id = instance["service_id"]
+            if service_id not in services:
+                services[service_id] = self.store.get("services", service_id)
+            if services[service_id] is None:
+                self.store.delete("instances", instance["_id"])  # its service is gone
                 continue
             action = REMOVE if instance.get("deleting") else "deploy"
-            wanted.setdefault(instance["service_id"], []).append(
-                {
-                    "service_id": instance["service_id"],
-                    "instance_number": instance["instance_number"],
-                    "action": action,
-                }
+            wanted.setdefault(service_id, []).append(
+                {"service_id": service_id, "instance_number": instance["instance_number"], "action": action}
             )
         for service_id, instances in wanted.items():
+            owner = (services[service_id] or {}).get("userId", "")
             self.queue.enqueue(
                 "reconcile",
-                services[service_id]["userId"],
+                owner,
                 [service_id],
                 instances,
                 detail="queued: an earlier request or removal was not carried out",
             )
-        for service in services.values():
-            if (
-                service.get("deleting")
-                and service["_id"] not in active
-                and not self.store.count("instances", {"service_id": service["_id"]})
+        for service in self.store.find("services", {"deleting": True}):
+            if service["_id"] not in active and not self.store.count(
+                "instances", {"service_id": service["_id"]}
             ):
                 self._drop_service(service)
         for app in self.store.find("applications", {"deleting": True}):
