@@ -48,7 +48,7 @@ def test_stopped_keeps_container_and_network_and_started_brings_the_task_back(te
     stopped = ensure(testbed, curl, state="stopped")
     assert stopped["actions"] == ["stop task", "delete task", "update labels grove.state"]
     status, address = stopped["instance"]["status"], stopped["instance"]["address"]
-    assert (status, stopped["instance"]["pid"]) == ("STOPPED", None)
+    assert (status, stopped["instance"]["pid"]) == ("CREATED", None)
     assert ensure(testbed, curl, state="stopped")["changed"] is False
     started = ensure(testbed, curl)
     assert started["actions"] == ["update labels grove.state", "start task"]
