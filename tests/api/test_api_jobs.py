@@ -47,6 +47,14 @@ def test_a_requested_instance_goes_through_oakestras_statuses_to_running(sim_api
     assert service["status"] == "RUNNING"
     instance = service["instance_list"][0]
     assert instance["status"] == "RUNNING"
+    # The cluster and the worker are chosen in one call: the history keeps both of Oakestra's steps.
+    assert [step["status"] for step in instance["status_history"]] == [
+        "REQUESTED",
+        "CLUSTER_SCHEDULED",
+        "NODE_SCHEDULED",
+        "CREATING",
+        "RUNNING",
+    ]
     assert instance["cluster_id"] == "cluster1" and instance["worker_id"] in ("c1w1", "c1w2")
     assert instance["host_port"] == 6080 and instance["address"].startswith("10.18.")
     assert "running on cluster1/" in instance["status_detail"]

@@ -36,6 +36,7 @@ LOGGED = {
     "warning",
 }
 MESSAGE_LIMIT = 2000
+HISTORY_LIMIT = 50
 
 
 def _reasons(reasons: dict[str, str] | None) -> str:
@@ -89,9 +90,17 @@ class RunRecorder:
         record = self.plan.records.get((fqn, number))
         if record is None:
             return
-        changes["last_modified_timestamp"] = time.time()
+        now = changes["last_modified_timestamp"] = time.time()
         if "status" in changes:
             changes["status"] = st.oakestra_status(changes["status"])
+            if changes["status"] != record.get("status"):
+                # Grove's addition: every step an instance went through, for clients that poll
+                # too slowly to see each one.
+                history = [
+                    *(record.get("status_history") or []),
+                    {"status": changes["status"], "timestamp": now},
+                ]
+                changes["status_history"] = history[-HISTORY_LIMIT:]
         self.store.update("instances", record["_id"], changes)
         record.update(changes)
 
@@ -232,6 +241,11 @@ class RunRecorder:
             ):
                 self._set(*key, **changes)
             else:
+                # Grove's scheduler picks the cluster, then the worker in it, in one call: both
+                # steps are recorded, in Oakestra's order.
+                self._set(
+                    *key, status=st.CLUSTER_SCHEDULED, status_detail=f"cluster {placement.get('cluster')}"
+                )
                 self._set(
                     *key,
                     status=st.NODE_SCHEDULED,

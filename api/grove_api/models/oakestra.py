@@ -35,6 +35,11 @@ class MetricPoint(BaseModel):
     timestamp: str
 
 
+class StatusStep(BaseModel):
+    status: str
+    timestamp: float
+
+
 class InstanceOut(BaseModel):
     instance_number: int
     status: str
@@ -54,6 +59,10 @@ class InstanceOut(BaseModel):
     last_modified_timestamp: float
     address: str = Field("", description="Grove: the instance's own address on its worker")
     job_id: str = Field("", description="Grove: the job that last changed this instance (GET /api/jobs/{id})")
+    status_history: list[StatusStep] = Field(
+        default_factory=list,
+        description="Grove: every status the instance went through (REQUESTED, CLUSTER_SCHEDULED, ...)",
+    )
 
 
 class ServiceOut(BaseModel):

@@ -45,6 +45,7 @@ class Deployments:
                 "instance_number": number,
                 "status": REQUESTED,
                 "status_detail": "waiting for the deploy job",
+                "status_history": [{"status": REQUESTED, "timestamp": now}],
                 "deleting": False,
                 "created_at": now,
                 "last_modified_timestamp": now,

@@ -57,6 +57,7 @@ def instance_view(instance: dict[str, Any], locations: dict[str, str] | None = N
         "last_modified_timestamp": float(instance.get("last_modified_timestamp") or 0.0),
         "address": instance.get("address") or "",
         "job_id": instance.get("job_id") or "",
+        "status_history": list(instance.get("status_history") or []),
     }
 
 
