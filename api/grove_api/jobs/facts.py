@@ -24,9 +24,53 @@ NODE_SUMMARY = (
     "gpus",
     "containerd_version",
     "containerd_error",
-    "cpu_percent",
-    "load_average",
 )
+HISTORY_POINTS = 100
+MIB = 1024 * 1024
+
+
+def rate_percent(now: float | None, before: float | None, seconds: float, per_second: float) -> float | None:
+    """How busy a cumulative counter was between two samples, in percent of `per_second`."""
+    if now is None or before is None or seconds <= 0 or now < before:
+        return None
+    return round((now - before) / (seconds * per_second) * 100, 2)
+
+
+def host_cpu_percent(times: dict | None, before: dict | None) -> float | None:
+    if not times or not before or times.get("total") is None or before.get("total") is None:
+        return None
+    total = times["total"] - before["total"]
+    busy = times["busy"] - before["busy"]
+    return round(busy / total * 100, 2) if total > 0 else None
+
+
+def _point(value: float, at: float) -> dict[str, str]:
+    return {"value": f"{value:g}", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))}
+
+
+def usage_changes(record: dict[str, Any], instance: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """Oakestra's cpu_percent, memory_percent, logs and their histories, from two samples of the
+    counters grove.edge.node_info reads (the previous one is kept on the record)."""
+    usage = instance.get("usage") or {}
+    at = float(node.get("sampled_at") or time.time())
+    previous = record.get("usage_sample") or {}
+    changes: dict[str, Any] = {
+        "usage_sample": {"cpu_ns": usage.get("cpu_ns"), "at": at},
+        "logs": str(instance.get("log_tail") or ""),
+    }
+    cpu = rate_percent(usage.get("cpu_ns"), previous.get("cpu_ns"), at - float(previous.get("at") or at), 1e9)
+    if cpu is not None:
+        changes["cpu_percent"] = f"{cpu:g}"
+        changes["cpu_history"] = [*(record.get("cpu_history") or []), _point(cpu, at)][-HISTORY_POINTS:]
+    memory = usage.get("memory_bytes")
+    limit = usage.get("memory_limit_bytes") or (node.get("memory_mb") or 0) * MIB
+    if memory is not None and limit:
+        percent = round(memory / limit * 100, 2)
+        changes["memory_percent"] = f"{percent:g}"
+        changes["memory_history"] = [*(record.get("memory_history") or []), _point(percent, at)][
+            -HISTORY_POINTS:
+        ]
+    return changes
 
 
 class FactsRecorder:
@@ -70,7 +114,15 @@ class FactsRecorder:
         return False
 
 
-def _worker_record(node: dict[str, Any] | None, address: str, reachable: bool, why: str, now: float) -> dict:
+def _worker_record(
+    node: dict[str, Any] | None,
+    address: str,
+    reachable: bool,
+    why: str,
+    now: float,
+    *,
+    before: dict | None = None,
+) -> dict:
     record: dict[str, Any] = {
         "address": address,
         "reachable": reachable,
@@ -78,6 +130,9 @@ def _worker_record(node: dict[str, Any] | None, address: str, reachable: bool, w
     }
     if node is not None:
         record["node"] = {key: node[key] for key in NODE_SUMMARY if key in node}
+        record["node"]["cpu_times"] = node.get("cpu_times")
+        previous = ((before or {}).get("node") or {}).get("cpu_times")
+        record["node"]["cpu_percent"] = host_cpu_percent(node.get("cpu_times"), previous) or 0.0
         record["instances"] = len(
             [i for i in node.get("instances") or [] if str(i.get("status", "")).upper() not in st.RELEASED]
         )
@@ -93,7 +148,9 @@ def save_clusters(store: Store, facts: FactsRecorder, now: float | None = None) 
         # The play did not get to map the clusters (e.g. no worker answered): update what is known.
         update_workers(store, facts.nodes, facts.unreachable, now)
         return
+    known = {cluster["_id"]: cluster for cluster in store.find("clusters")}
     for name, workers in facts.clusters.items():
+        before = (known.get(name) or {}).get("workers") or {}
         location = next(
             (
                 facts.hosts.get(w, {}).get("location", "")
@@ -113,6 +170,7 @@ def save_clusters(store: Store, facts: FactsRecorder, now: float | None = None) 
                     worker in facts.nodes,
                     facts.unreachable.get(worker, ""),
                     now,
+                    before=before.get(worker),
                 )
                 for worker in workers
             },
@@ -140,6 +198,7 @@ def update_workers(store: Store, nodes: dict[str, dict], unreachable: dict[str, 
                     host in nodes,
                     unreachable.get(host, ""),
                     now,
+                    before=known,
                 )
                 changed = True
         if changed:
@@ -179,6 +238,7 @@ def refresh_instances(store: Store, facts: FactsRecorder, now: float | None = No
                 "host_ip": addresses.get(host, ""),
                 "address": instance.get("address", ""),
                 "host_ports": list(instance.get("host_ports") or []),
+                **usage_changes(record, instance, facts.nodes.get(host) or {}),
             }
             if status != record.get("status"):
                 changes.update(
