@@ -94,11 +94,7 @@ def _live_processes() -> frozenset[str]:
         if not cmdline:  # kernel threads
             continue
         namespaces = _namespaces(pid)
-        if (
-            (namespaces is not None and namespaces != ours)
-            or marker in cmdline
-            or _started_by_session(pid)
-        ):
+        if (namespaces is not None and namespaces != ours) or marker in cmdline or _started_by_session(pid):
             found.add(f"{pid} {cmdline.strip()}")
     return frozenset(found)
 

@@ -75,6 +75,11 @@ def test_node_info_reports_the_running_instance_with_its_resources(testbed: Test
     assert nginx["resources"]["memory"] == 100 and nginx["resources"]["vcpus"] == 1
     assert nginx["host_ports"] == ["6080/tcp"]
     assert nginx["address"].startswith("10.18.1.")
+    # What it uses, from its cgroup: the API turns two samples into cpu_percent and memory_percent.
+    assert nginx["usage"]["memory_limit_bytes"] == 100 * 1024 * 1024
+    assert 0 < nginx["usage"]["memory_bytes"] < nginx["usage"]["memory_limit_bytes"]
+    assert nginx["usage"]["cpu_ns"] > 0
+    assert node["cpu_times"]["total"] > node["cpu_times"]["busy"] > 0
     other = testbed.module("c1w2", "grove.edge.node_info", {})["node"]
     assert NGINX_ID not in {i["id"] for i in other["instances"]}
 

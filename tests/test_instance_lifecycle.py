@@ -48,7 +48,7 @@ def test_stopped_keeps_container_and_network_and_started_brings_the_task_back(te
     stopped = ensure(testbed, curl, state="stopped")
     assert stopped["actions"] == ["stop task", "delete task", "update labels grove.state"]
     status, address = stopped["instance"]["status"], stopped["instance"]["address"]
-    assert (status, stopped["instance"]["pid"]) == ("STOPPED", None)
+    assert (status, stopped["instance"]["pid"]) == ("CREATED", None)
     assert ensure(testbed, curl, state="stopped")["changed"] is False
     started = ensure(testbed, curl)
     assert started["actions"] == ["update labels grove.state", "start task"]
@@ -87,3 +87,19 @@ def test_an_instance_whose_cni_cache_is_lost_is_attached_again(testbed: Testbed,
     # Nothing of the first attachment is left: the instance holds one IPAM allocation, the new one.
     owned = testbed.host_shell(HOST, ["grep", "-lrF", ID, "/var/lib/cni/networks/grove"]).stdout
     assert [line.rsplit("/", 1)[1] for line in owned.split()] == [recovered["instance"]["address"]]
+
+
+def test_node_info_shows_the_tail_of_an_instances_log(testbed: Testbed, curl):
+    talking = dict(
+        curl,
+        spec=dict(curl["spec"], cmd=["sh", "-c", "echo grove-log-line-1; echo line-2; tail -f /dev/null"]),
+    )
+    ensure(testbed, talking)
+    deadline = time.monotonic() + 30
+    while True:
+        instances = testbed.module(HOST, "grove.edge.node_info", {})["node"]["instances"]
+        tail = next(i["log_tail"] for i in instances if i["id"] == ID)
+        if tail or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert tail == "grove-log-line-1\nline-2"

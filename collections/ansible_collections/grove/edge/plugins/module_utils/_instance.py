@@ -264,7 +264,8 @@ def status(container: dict | None, task: dict | None) -> str:
         return "UNDEPLOYED"
     labels = container.get("labels", {})
     if task is None:
-        return "STOPPED" if labels.get(LABEL_STATE) == STOPPED else "CREATING"
+        # Oakestra has no STOPPED: a container made but not running is CREATED in its words.
+        return "CREATED" if labels.get(LABEL_STATE) == STOPPED else "CREATING"
     state = task["status"]
     if state in ("RUNNING", "PAUSED", "PAUSING"):
         return "RUNNING"

@@ -222,7 +222,10 @@ instance:
       description: Instance number
       type: int
     status:
-      description: Oakestra status name (RUNNING, CREATING, STOPPED, DEAD, COMPLETED, FAILED, UNDEPLOYED).
+      description:
+        - Oakestra's status name, and only ever one of them (its clients refuse others).
+        - RUNNING, CREATING, CREATED (the container exists without a task, C(state=stopped)), DEAD,
+          COMPLETED, FAILED, UNDEPLOYED.
       type: str
     task_status:
       description: containerd's task status, or null without a task
@@ -411,7 +414,7 @@ def run_module(module: AnsibleModule) -> None:
                 spec,
                 state=state,
                 spec_hash=wanted_hash,
-                status="RUNNING" if state == "started" else "STOPPED",
+                status="RUNNING" if state == "started" else "CREATED",
             )
     except ContainerdError as exc:
         module.fail_json(msg=f"{name}: inspect: {exc}", stdout=exc.stdout, stderr=exc.stderr)

@@ -30,6 +30,10 @@ options:
   cni_bin_dir:
     description: Directory of the CNI plugins. Default C(/usr/lib/cni) when it exists, else C(/opt/cni/bin).
     type: path
+  log_dir:
+    description: Where M(grove.edge.instance) writes the instances' logs; each one's tail is reported.
+    type: path
+    default: /var/log/grove
 attributes:
   check_mode:
     description: The module changes nothing and runs in check mode as usual.
@@ -106,8 +110,18 @@ node:
       description: CNI plugins that grove.edge.instance needs and that are missing from I(cni_bin_dir)
       type: list
       elements: str
+    sampled_at:
+      description: When the counters were read (seconds since the epoch).
+      type: float
+    cpu_times:
+      description:
+        - The host's busy and total CPU time in clock ticks, cumulative; two samples give its load.
+      type: dict
     instances:
-      description: Grove instances in the namespace, as M(grove.edge.instance) returns them.
+      description:
+        - Grove instances in the namespace, as M(grove.edge.instance) returns them, plus C(usage)
+          (C(cpu_ns) cumulative, C(memory_bytes), C(memory_limit_bytes), read from the instance's
+          cgroup) and C(log_tail), the last lines of its log.
       type: list
       elements: dict
   sample:
@@ -123,6 +137,8 @@ node:
     runtimes: [container]
     containerd_version: 1.6.20~ds1
     containerd_error: ""
+    sampled_at: 1795600000.5
+    cpu_times: {busy: 120034, total: 9800321}
     cni_bin_dir: /usr/lib/cni
     cni_missing: []
     instances:
@@ -139,12 +155,15 @@ node:
         image: docker.io/library/nginx:latest
         one_shot: false
         resources: {vcpus: 1.0, memory: 100, vgpus: 0, storage: 0}
+        usage: {cpu_ns: 81230000, memory_bytes: 4612096, memory_limit_bytes: 104857600}
+        log_tail: "2026/11/26 10:00:01 [notice] 1#1: start worker processes"
 """
 
 # Ansible modules keep their documentation first, so imports follow it.
 import os
 import re
 import socket
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.grove.edge.plugins.module_utils import _instance as spec_utils
@@ -154,6 +173,7 @@ from ansible_collections.grove.edge.plugins.module_utils._containerd import (
     ContainerdError,
 )
 from ansible_collections.grove.edge.plugins.module_utils._lifecycle import default_cni_bin_dir
+from ansible_collections.grove.edge.plugins.module_utils._usage import cpu_times, log_tail, usage
 
 # grove.edge.instance runs these; a worker without them cannot host an instance.
 CNI_PLUGINS = ("bridge", "host-local", "portmap", "bandwidth")
@@ -221,10 +241,15 @@ def free_mb(path: str) -> int:
     return stat.f_bavail * stat.f_frsize // (1024 * 1024)
 
 
-def instances(containerd: Containerd) -> list[dict]:
+def instances(containerd: Containerd, log_dir: str) -> list[dict]:
     containers = containerd.containers([f'labels."{spec_utils.LABEL_SERVICE}"'])
     tasks = containerd.tasks()
-    found = [spec_utils.facts(container, tasks.get(container["id"])) for container in containers]
+    found = []
+    for container in containers:
+        facts = spec_utils.facts(container, tasks.get(container["id"]))
+        facts["usage"] = usage(facts["pid"])
+        facts["log_tail"] = log_tail(os.path.join(log_dir, container["id"] + ".log"))
+        found.append(facts)
     return sorted(found, key=lambda item: (item["service"], item["instance_number"] or 0, item["id"]))
 
 
@@ -233,6 +258,7 @@ ARGUMENT_SPEC = {
     "containerd_address": {"type": "path", "default": "/run/containerd/containerd.sock"},
     "containerd_config_dir": {"type": "path", "default": "/etc/containerd"},
     "cni_bin_dir": {"type": "path"},
+    "log_dir": {"type": "path", "default": "/var/log/grove"},
 }
 
 
@@ -261,6 +287,8 @@ def main() -> None:
         "runtimes": [],
         "containerd_version": None,
         "containerd_error": "",
+        "sampled_at": time.time(),
+        "cpu_times": cpu_times(),
         "cni_bin_dir": cni_bin_dir,
         "cni_missing": [p for p in CNI_PLUGINS if not os.access(os.path.join(cni_bin_dir, p), os.X_OK)],
         "instances": [],
@@ -271,7 +299,7 @@ def main() -> None:
     try:
         node["containerd_version"] = containerd.version()["version"]
         node["runtimes"] = ["container"]
-        node["instances"] = instances(containerd)
+        node["instances"] = instances(containerd, module.params["log_dir"])
     except ContainerdError as exc:
         node["containerd_error"] = str(exc)
     module.exit_json(changed=False, node=node)

@@ -258,7 +258,7 @@ def container(labels=None):
     ("labels", "task", "expected"),
     [
         ({}, None, "CREATING"),
-        ({"grove.state": "stopped"}, None, "STOPPED"),
+        ({"grove.state": "stopped"}, None, "CREATED"),
         ({}, {"status": "CREATED", "exit_status": 0}, "CREATING"),
         ({}, {"status": "RUNNING", "exit_status": 0}, "RUNNING"),
         ({}, {"status": "PAUSED", "exit_status": 0}, "RUNNING"),

@@ -1,0 +1,1 @@
+"""Deployment jobs: the queue in the store, one runner at a time per inventory, ansible-runner."""

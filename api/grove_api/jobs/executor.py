@@ -1,0 +1,124 @@
+"""Running a playbook through ansible-runner's Python API, with events handed to a callback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from grove_api.settings import Settings
+
+log = logging.getLogger("grove_api")
+
+
+@dataclass
+class RunRequest:
+    playbook: Path
+    inventory: Path
+    private_dir: Path
+    extravars: dict[str, Any]
+    event_handler: Callable[[dict[str, Any]], bool]
+    cancel: Callable[[], bool] = field(default=lambda: False)
+
+
+@dataclass
+class RunResult:
+    rc: int | None
+    status: str  # ansible-runner's: successful, failed, canceled, timeout, error
+    error: str = ""
+
+
+# Every process of a run (ansible-playbook, its workers, which Ansible detaches into sessions of
+# their own, and the SSH they start) inherits this variable: it finds them all, also after their
+# parent died.
+RUN_MARKER = "GROVE_RUN_DIR"
+
+
+def run_processes(private_dir: Path) -> list[int]:
+    wanted = f"{RUN_MARKER}={private_dir}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = Path(entry.path, "environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_run_processes(private_dir: Path, grace: float = 10) -> list[int]:
+    """SIGTERM, then SIGKILL, every process left of the run in `private_dir`; the pids found."""
+    found = run_processes(private_dir)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in run_processes(private_dir):
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while run_processes(private_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not run_processes(private_dir):
+            break
+    return found
+
+
+class Executor(Protocol):
+    def run(self, request: RunRequest) -> RunResult: ...
+
+
+def ansible_environment(settings: Settings, private_dir: Path | None = None) -> dict[str, str]:
+    root = settings.repo_root
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    return {
+        "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(root / "collections"),
+        "ANSIBLE_ROLES_PATH": str(root / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        # ansible-playbook from the same environment as the API, found first.
+        "PATH": bin_dir if not path else f"{bin_dir}:{path}",
+        **({RUN_MARKER: str(private_dir)} if private_dir is not None else {}),
+    }
+
+
+class AnsibleRunnerExecutor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def run(self, request: RunRequest) -> RunResult:
+        import ansible_runner  # noqa: PLC0415 - imported by the runner thread only
+
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=str(request.private_dir),
+                ident="run",
+                playbook=str(request.playbook),
+                inventory=str(request.inventory),
+                extravars=request.extravars,
+                envvars=ansible_environment(self.settings, request.private_dir),
+                event_handler=request.event_handler,
+                cancel_callback=request.cancel,
+                quiet=True,
+                settings={"suppress_ansible_output": True, "pexpect_timeout": 1},
+            )
+        except Exception as error:  # reported on the job, not raised into the runner's loop
+            log.exception("ansible-runner could not run %s", request.playbook)
+            stop_run_processes(request.private_dir)
+            return RunResult(None, "error", f"ansible-runner could not run {request.playbook.name}: {error}")
+        if runner.status not in ("successful", "failed"):
+            # Cancelled or timed out: ansible-runner killed ansible-playbook's process group only,
+            # while Ansible's workers run in sessions of their own.
+            stop_run_processes(request.private_dir)
+        return RunResult(runner.rc, runner.status)

@@ -1,0 +1,1 @@
+"""Typed request and response bodies, with Oakestra's field names."""

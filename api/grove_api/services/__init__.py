@@ -1,0 +1,1 @@
+"""What requests mean: records, state changes and job requests. Nothing here speaks HTTP."""

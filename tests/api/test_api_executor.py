@@ -1,0 +1,123 @@
+"""The ansible-runner executor with a real playbook on localhost (no test bed): the environment
+finds the collection, events reach the handler with the fields the recorder reads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+
+from conftest import make_settings
+from grove_api.jobs.executor import (
+    RUN_MARKER,
+    AnsibleRunnerExecutor,
+    RunRequest,
+    run_processes,
+    stop_run_processes,
+)
+
+PLAYBOOK = textwrap.dedent("""\
+    - name: Place two instances
+      hosts: localhost
+      gather_facts: false
+      tasks:
+        - name: Schedule
+          grove.edge.schedule:
+            services:
+              - service: a.b.c.d
+                requirements: {vcpus: 1, memory: 10, virtualization: container}
+                instance_numbers: "{{ [0, 1] }}"
+                host_ports: []
+            clusters:
+              cluster1:
+                workers:
+                  w1: {vcpus: 2, memory_mb: 100, runtimes: [container], instances: []}
+        - name: Echo the descriptor path verbatim
+          ansible.builtin.debug:
+            msg: "{{ descriptor }}"
+    """)
+
+
+def test_a_playbook_runs_through_ansible_runner_and_its_events_reach_the_handler(tmp_path):
+    settings = make_settings(tmp_path)
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAYBOOK)
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n")
+    private = tmp_path / "job"
+    private.mkdir()
+    events = []
+    result = AnsibleRunnerExecutor(settings).run(
+        RunRequest(
+            playbook=playbook,
+            inventory=inventory,
+            private_dir=private,
+            extravars={"descriptor": str(tmp_path / "descriptor.json")},
+            event_handler=lambda event: events.append(event) or False,
+        )
+    )
+    assert result.status == "successful" and result.rc == 0
+    assert all(event.get("pid") for event in events)
+    schedule = next(
+        e
+        for e in events
+        if e["event"] == "runner_on_ok" and e["event_data"].get("resolved_action") == "grove.edge.schedule"
+    )
+    res = schedule["event_data"]["res"]
+    assert [(p["instance_number"], p["worker"]) for p in res["placements"]] == [(0, "w1"), (1, "w1")]
+    debug = next(
+        e for e in events if e["event"] == "runner_on_ok" and e["event_data"]["task"].startswith("Echo")
+    )
+    assert debug["event_data"]["res"]["msg"] == str(tmp_path / "descriptor.json")
+    # The handler answered False: ansible-runner wrote no event files.
+    assert not list((private / "artifacts" / "run" / "job_events").glob("*.json"))
+
+
+def test_a_cancelled_run_stops_and_says_so(tmp_path):
+    settings = make_settings(tmp_path)
+    playbook = tmp_path / "slow.yml"
+    playbook.write_text(
+        "- name: Wait\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - name: Wait long\n      ansible.builtin.pause:\n        seconds: 60\n"
+    )
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local\n")
+    (tmp_path / "job").mkdir()
+    started = []
+    result = AnsibleRunnerExecutor(settings).run(
+        RunRequest(
+            playbook=playbook,
+            inventory=inventory,
+            private_dir=tmp_path / "job",
+            extravars={},
+            event_handler=lambda event: started.append(event["event"]) or False,
+            cancel=lambda: "playbook_on_task_start" in started,
+        )
+    )
+    assert result.status == "canceled"
+    # Ansible's workers run in sessions of their own: none of them outlives the cancelled run.
+    assert run_processes(tmp_path / "job") == []
+
+
+def test_every_process_of_a_run_is_found_by_its_marker_and_stopped(tmp_path):
+    private = tmp_path / "job"
+    env = {**os.environ, RUN_MARKER: str(private)}
+    # Like Ansible's workers: a new session, and a child that would outlive its parent.
+    leader = subprocess.Popen(["sh", "-c", "sleep 300 & exec sleep 300"], env=env, start_new_session=True)
+    other = subprocess.Popen(["sleep", "300"], env={**os.environ, RUN_MARKER: str(tmp_path / "other")})
+    try:
+        deadline = 50
+        while len(run_processes(private)) < 2 and deadline:
+            deadline -= 1
+            subprocess.run(["sleep", "0.1"], check=True)
+        found = run_processes(private)
+        assert leader.pid in found and len(found) == 2
+        assert sorted(stop_run_processes(private)) == sorted(found)
+        assert run_processes(private) == []
+        assert leader.wait(10) is not None
+        assert other.poll() is None  # another run's process is left alone
+    finally:
+        other.kill()
+        other.wait()
+        leader.kill()
+        leader.wait()
