@@ -111,7 +111,8 @@ class DeploySimulator:
             self.entered.set()
             self.gate.wait(30)
         services = {s.fqn: s for s in parsed.microservices()}
-        requests = [services[fqn].to_schedule_request(wanted.get(fqn, [0])) for fqn in services]
+        # deploy.yml's instances file: null removes a service altogether, like [] its instances.
+        requests = [services[fqn].to_schedule_request(wanted.get(fqn, [0]) or []) for fqn in services]
         result = _scheduler.schedule(requests, {self.cluster: {"workers": nodes}})
         placed = {(p["service"], p["instance_number"]): p for p in result["placements"]}
         removals = [

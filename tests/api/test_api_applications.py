@@ -128,7 +128,10 @@ def test_an_rr_ip_taken_by_another_service_answers_409_and_free_ones_are_allocat
     second["applications"][0]["microservices"][1]["addresses"]["rr_ip"] = "10.30.5.5"
     answer = _post(api, second)
     assert answer.status_code == 409
-    assert answer.json()["message"].startswith("applications[0].microservices[1].addresses.rr_ip")
+    assert answer.json()["message"] == (
+        "applications[0].microservices[1].addresses.rr_ip: 10.30.5.5 for other.test.nginx.test "
+        "is already the address of clientsrvr.test.nginx.test"
+    )
     services = api.client.get("/api/services", headers=api.auth()).json()
     addresses = [s["RR_ip"] for s in services]
     assert "10.30.5.5" in addresses and len(set(addresses)) == 2

@@ -99,7 +99,8 @@ def test_the_job_files_hold_the_stored_services_verbatim_readable_by_root_only(s
     service = written["applications"][0]["microservices"][0]
     assert service["cmd"] == ["sh", "-c", hostile] and service["environment"] == [f"TOKEN={hostile}"]
     assert service["microserviceID"] == app["microservices"][0]
-    assert "addresses" not in service  # as posted
+    # As posted, plus the address the API allocated (the workers route what the API shows).
+    assert service["addresses"] == {"rr_ip": _service(api, app["microservices"][0])["RR_ip"]}
     assert wanted == {"clientsrvr.test.curl.test": [0]}
     assert modes == [0o600]
     request = api.simulator.runs[-1]

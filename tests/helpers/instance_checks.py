@@ -95,6 +95,8 @@ def leftovers(
         ("network namespace", f"{NETNS_DIR}/{instance_id}"),
         ("CNI result cache", f"{cni_dir}/results/{network}-{instance_id}-eth0"),
         ("log file", f"{log_dir}/{instance_id}.log"),
+        ("hosts file", f"/run/grove/hosts/{instance_id}"),
+        ("environment file", f"/run/grove/env/{instance_id}.env"),
     ):
         if run(["test", "-e", path]).returncode == 0:
             found.append(f"{what} {path}")

@@ -22,7 +22,7 @@ INSTANCES_FILE = "instances.json"
 @dataclass
 class Plan:
     descriptor: dict[str, Any]
-    instances: dict[str, list[int]]
+    instances: dict[str, list[int] | None]
     services: dict[str, dict[str, Any]]  # fqn -> service record
     records: dict[tuple[str, int], dict[str, Any]]  # (fqn, number) -> instance record
     allow_privileged: bool = False
@@ -56,7 +56,7 @@ def _is_admin(store: Store, username: str) -> bool:
 def build_plan(store: Store, service_ids: list[str]) -> Plan:
     applications: dict[str, dict[str, Any]] = {}
     services: dict[str, dict[str, Any]] = {}
-    instances: dict[str, list[int]] = {}
+    instances: dict[str, list[int] | None] = {}
     records: dict[tuple[str, int], dict[str, Any]] = {}
     allow_privileged = False
     for service_id in sorted(set(service_ids)):
@@ -67,9 +67,10 @@ def build_plan(store: Store, service_ids: list[str]) -> Plan:
         if app is None:
             continue
         spec = copy.deepcopy(service["spec"])
-        # The stored spec is the user's, verbatim. (The RR_ip Grove allocates when none was asked
-        # for stays in the API until the workers get service addresses.)
+        # The stored spec is the user's, verbatim, with the service's RR_ip: the one it asked for or
+        # the one the API allocated, so that the workers route the address the API shows.
         spec["microserviceID"] = service["_id"]
+        spec["addresses"] = {**(spec.get("addresses") or {}), "rr_ip": service["RR_ip"]}
         entry = applications.setdefault(
             app["_id"],
             {
@@ -88,7 +89,8 @@ def build_plan(store: Store, service_ids: list[str]) -> Plan:
             records[(fqn, instance["instance_number"])] = instance
             if not service.get("deleting") and not instance.get("deleting"):
                 wanted.append(instance["instance_number"])
-        instances[fqn] = sorted(wanted)
+        # null: the service goes altogether, its address with it (deploy.yml's instances file).
+        instances[fqn] = None if service.get("deleting") else sorted(wanted)
         if spec.get("privileged") is True and wanted and _is_admin(store, service["userId"]):
             allow_privileged = True
     descriptor = {"sla_version": "v2.0", "customerID": "grove", "applications": list(applications.values())}

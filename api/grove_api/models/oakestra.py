@@ -58,6 +58,12 @@ class InstanceOut(BaseModel):
     memory_history: list[MetricPoint]
     last_modified_timestamp: float
     address: str = Field("", description="Grove: the instance's own address on its worker")
+    instance_ip: str = Field(
+        "", description="the instance's address (Grove: on its worker's subnet, 10.18/16)"
+    )
+    namespace_ip: str = Field(
+        "", description="the instance's address in its network namespace (as instance_ip)"
+    )
     job_id: str = Field("", description="Grove: the job that last changed this instance (GET /api/jobs/{id})")
     status_history: list[StatusStep] = Field(
         default_factory=list,

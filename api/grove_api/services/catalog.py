@@ -107,14 +107,24 @@ class Catalog:
             f"({name}.<service>.<namespace>.instance.N) must be unique on the workers"
         )
 
+    def _rr_ip_owner(self, rr_ip: str) -> str:
+        found = self.store.find("services", {"RR_ip": rr_ip}, limit=1)
+        return found[0]["job_name"] if found else "another service"
+
     def _rr_ip_conflicts(self, applications: list[dict[str, Any]], first_app: int = 0) -> None:
         for a, app in enumerate(applications):
             for m, service in enumerate(app.get("microservices", [])):
                 rr_ip = (service.get("addresses") or {}).get("rr_ip") or ""
                 if rr_ip and self.store.count("services", {"RR_ip": rr_ip}):
+                    fqn = _descriptor.service_fqn(
+                        str(app.get("application_name")),
+                        str(app.get("application_namespace")),
+                        str(service.get("microservice_name")),
+                        str(service.get("microservice_namespace")),
+                    )
                     raise Conflict(
-                        f"applications[{a + first_app}].microservices[{m}].addresses.rr_ip: "
-                        f"{rr_ip} is already the address of another service"
+                        f"applications[{a + first_app}].microservices[{m}].addresses.rr_ip: {rr_ip} "
+                        f"for {fqn} is already the address of {self._rr_ip_owner(rr_ip)}"
                     )
 
     def _next_rr_ip(self) -> str:
@@ -157,7 +167,8 @@ class Catalog:
                     continue  # an explicitly chosen address took it meanwhile: take the next
                 if error.fields == ("RR_ip",):
                     raise Conflict(
-                        f"{path}.addresses.rr_ip: {rr_ip} is already the address of another service"
+                        f"{path}.addresses.rr_ip: {rr_ip} for {job_name} is already the address of "
+                        f"{self._rr_ip_owner(rr_ip)}"
                     ) from None
                 raise Conflict(f"{path}: the service {job_name} already exists") from None
 

@@ -56,6 +56,10 @@ def instance_view(instance: dict[str, Any], locations: dict[str, str] | None = N
         "memory_history": list(instance.get("memory_history") or [])[-100:],
         "last_modified_timestamp": float(instance.get("last_modified_timestamp") or 0.0),
         "address": instance.get("address") or "",
+        # Oakestra's names for it: Grove gives an instance one address, on its worker's subnet,
+        # which every other instance reaches over the overlay.
+        "instance_ip": instance.get("address") or "",
+        "namespace_ip": instance.get("address") or "",
         "job_id": instance.get("job_id") or "",
         "status_history": list(instance.get("status_history") or []),
     }

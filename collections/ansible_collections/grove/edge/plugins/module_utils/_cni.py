@@ -47,8 +47,14 @@ class CniError(RuntimeError):
         self.stderr = stderr
 
 
-def network_config(name: str, bridge: str, subnet: str, routes: list[str], with_bandwidth: bool) -> dict:
-    """The grove network: bridge + host-local IPAM, portmap, and bandwidth when limits are asked."""
+def network_config(
+    name: str, bridge: str, subnet: str, routes: list[str], with_bandwidth: bool, *, mtu: int = 0
+) -> dict:
+    """The grove network: bridge + host-local IPAM, portmap, and bandwidth when limits are asked.
+
+    `mtu` (0: the kernel's default) matters across workers: over the VXLAN overlay a packet
+    carries 50 bytes more, so instances must send less than the underlay takes.
+    """
     # host-local's default gateway, which the bridge plugin (isGateway) puts on the bridge.
     gateway = str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
     plugins: list[dict] = [
@@ -69,6 +75,8 @@ def network_config(name: str, bridge: str, subnet: str, routes: list[str], with_
         },
         {"type": "portmap", "capabilities": {"portMappings": True}},
     ]
+    if mtu:
+        plugins[0]["mtu"] = mtu
     if with_bandwidth:
         plugins.append({"type": "bandwidth", "capabilities": {"bandwidth": True}})
     return {"cniVersion": CNI_VERSION, "name": name, "plugins": plugins}

@@ -132,6 +132,11 @@ class Microservice:
             "host_ports": [mapping.host_key for mapping in self.ports],
         }
 
+    def network(self) -> dict:
+        """What grove.edge.service_table needs of the service: its round-robin address (fixed, or ""
+        for one to be allocated) and the ports it exposes."""
+        return {"service": self.fqn, "rr_ip": self.rr_ip, "port": self.port}
+
     def labels(self) -> dict[str, str]:
         return {
             "grove.service": self.fqn,
@@ -610,15 +615,18 @@ def privileged_errors(descriptor: Descriptor) -> list[FieldError]:
     ]
 
 
-def unhonoured_fields(descriptor: Descriptor) -> list[FieldError]:
-    """Fields that pass validation but that Grove does not act on yet: say so, never silently."""
+def unhonoured_fields(descriptor: Descriptor, *, networking: bool = False) -> list[FieldError]:
+    """Fields that pass validation but that Grove does not act on (here): say so, never silently.
+
+    `networking`: whether the workers run the grove_network role, which routes service addresses.
+    """
     notes = []
     for path, service in _service_paths(descriptor):
-        if service.rr_ip:
+        if service.rr_ip and not networking:
             notes.append(
                 FieldError(
                     f"{path}.addresses.rr_ip",
-                    f"{service.rr_ip} is not honoured yet: service addresses arrive with the networking role",
+                    f"{service.rr_ip} is not routed: no worker runs the grove_network role",
                 )
             )
         if service.added_files:

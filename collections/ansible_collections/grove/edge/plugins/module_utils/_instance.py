@@ -158,6 +158,9 @@ def desired_spec(spec: dict, env: list[str], network: dict) -> dict:
             "subnet": network["subnet"],
             "bridge": network["bridge"],
             "routes": list(network["routes"]),
+            "mtu": int(network.get("mtu", 0)),
+            # The names of the application's services, in /etc/hosts (bind-mounted at creation).
+            "etc_hosts": True,
         },
     }
 
@@ -231,9 +234,13 @@ def container_labels(service: str, instance_number: int, spec: dict, digest: str
     return labels
 
 
-def run_options(spec: dict, labels: dict[str, str], netns_path: str, env_file: str | None) -> list[str]:
+def run_options(
+    spec: dict, labels: dict[str, str], netns_path: str, env_file: str | None, hosts_file: str | None = None
+) -> list[str]:
     """ctr run / ctr containers create options for the spec (everything but image, id, args)."""
     options = ["--with-ns", "network:" + netns_path]
+    if hosts_file:
+        options += ["--mount", f"type=bind,src={hosts_file},dst=/etc/hosts,options=rbind:ro"]
     resources = spec["resources"]
     if resources["memory"] > 0:
         options += ["--memory-limit", str(resources["memory"] * 1024 * 1024)]

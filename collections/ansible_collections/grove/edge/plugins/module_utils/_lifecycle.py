@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.grove.edge.plugins.module_utils import _cni as cni_utils
 from ansible_collections.grove.edge.plugins.module_utils import _instance as spec_utils
+from ansible_collections.grove.edge.plugins.module_utils import _service_names as names
 from ansible_collections.grove.edge.plugins.module_utils._cni import Attachment, Cni, CniError
 from ansible_collections.grove.edge.plugins.module_utils._containerd import Containerd, ContainerdError
 
@@ -42,9 +43,11 @@ class Settings:
     hosts_dir: str = "/etc/containerd/certs.d"
     log_dir: str = "/var/log/grove"
     env_dir: str = "/run/grove/env"
+    names_dir: str = names.DEFAULT_HOSTS_DIR
     subnet: str = "10.18.0.0/24"
     bridge: str = "grove0"
     routes: tuple[str, ...] = ("0.0.0.0/0",)
+    mtu: int = 0
     pull_timeout: int = 300
     stop_timeout: float = 10
 
@@ -61,6 +64,7 @@ class Observed:
     image_present: bool = True
     snapshot: bool = False
     log_file: bool = False
+    names_file: bool = False
     nat_rules: list[list[str]] = field(default_factory=list)
 
     @property
@@ -131,6 +135,8 @@ def plan_absent(observed: Observed) -> list[Step]:
     steps += _network_removal(observed)
     if observed.log_file:
         steps.append(Step("delete_log", "delete log file"))
+    if observed.names_file:
+        steps.append(Step("delete_names", "delete hosts file"))
     return steps
 
 
@@ -206,6 +212,7 @@ class Lifecycle:
         self.netns_path = os.path.join(NETNS_DIR, self.id)
         self.log_path = os.path.join(settings.log_dir, self.id + ".log")
         self.env_path = os.path.join(settings.env_dir, self.id + ".env")
+        self.names_path = names.hosts_path(settings.names_dir, self.id)
         self.containerd = Containerd(run, settings.containerd_address, settings.namespace)
         self.cni = Cni(run, settings.cni_bin_dir or default_cni_bin_dir())
         self.spec: dict = {}
@@ -230,6 +237,7 @@ class Lifecycle:
         if for_removal:
             observed.snapshot = container is None and self.containerd.snapshot_exists(self.id)
             observed.log_file = os.path.exists(self.log_path)
+            observed.names_file = os.path.exists(self.names_path)
             if not (cache or observed.netns or observed.ipam):
                 observed.nat_rules = self.cni.leftover_nat_rules(spec_utils.NETWORK_NAME, self.id)
         return observed
@@ -288,6 +296,15 @@ class Lifecycle:
     def _delete_log(self, _observed: Observed) -> None:
         os.unlink(self.log_path)
 
+    def _delete_names(self, _observed: Observed) -> None:
+        os.unlink(self.names_path)
+
+    def _ensure_names_file(self) -> None:
+        """The instance's /etc/hosts, bind-mounted read-only; grove.edge.service_names fills in the
+        names of its application's services (rewriting it in place, so the mount sees them)."""
+        if not os.path.exists(self.names_path):
+            names.write_in_place(self.names_path, names.render_hosts(names.application_of(self.service), []))
+
     def _pull(self, _observed: Observed) -> None:
         self.containerd.pull(self.spec["image"], self.settings.hosts_dir, self.settings.pull_timeout)
 
@@ -296,9 +313,15 @@ class Lifecycle:
             "bridge": self.settings.bridge,
             "subnet": self.settings.subnet,
             "routes": list(self.settings.routes),
+            "mtu": self.settings.mtu,
         }
         return cni_utils.network_config(
-            spec_utils.NETWORK_NAME, network["bridge"], network["subnet"], network["routes"], with_bandwidth
+            spec_utils.NETWORK_NAME,
+            network["bridge"],
+            network["subnet"],
+            network["routes"],
+            with_bandwidth,
+            mtu=network.get("mtu", 0),
         )
 
     def _netns_for_cni(self) -> str:
@@ -354,9 +377,10 @@ class Lifecycle:
         if start:
             os.makedirs(self.settings.log_dir, exist_ok=True)
             log_uri = "file://" + self.log_path
+        self._ensure_names_file()
         env_file = self._write_env_file()
         try:
-            options = spec_utils.run_options(self.spec, labels, self.netns_path, env_file)
+            options = spec_utils.run_options(self.spec, labels, self.netns_path, env_file, self.names_path)
             self.containerd.create(self.id, self.spec["image"], options, self.spec["args"] or [], log_uri)
         except ContainerdError:
             # Keep the invariant "a container exists only when its creation succeeded"; the network

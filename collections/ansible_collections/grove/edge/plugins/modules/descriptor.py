@@ -36,6 +36,8 @@ options:
       - "A JSON file C({\"app.appns.svc.svcns\": [0, 2, 5]}) naming exactly the instance numbers that
         must run for each listed service (C([]) removes them all). It overrides O(instances) and
         O(instance_counts) for the services it lists. The Grove API hands its jobs over this way."
+      - C(null) instead of a list removes the service altogether, its service address included
+        (RV(removed_services)).
     type: path
   service:
     description: Only this fully qualified service name.
@@ -48,6 +50,12 @@ options:
       - Return only RV(environment), the environment entries of each service, and nothing else.
       - They often carry secrets, so run the task with C(no_log=true) (the playbooks do), after a task
         without this option has validated the descriptor with its errors in plain sight.
+    type: bool
+    default: false
+  networking:
+    description:
+      - Whether the workers run the C(grove_network) role, which routes service addresses; without
+        it a fixed C(addresses.rr_ip) is warned about as not routed.
     type: bool
     default: false
   allow_privileged:
@@ -118,6 +126,20 @@ specs:
       privileged: false
       one_shot: false
       labels: {grove.service: clientsrvr.test.nginx.test}
+network:
+  description:
+    - Per selected service, what M(grove.edge.service_address) needs through the
+      C(grove.edge.service_table) filter; C(rr_ip) is the descriptor's fixed address or empty.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{service: clientsrvr.test.nginx.test, rr_ip: 10.30.1.1, port: "6080:80/tcp"}]
+removed_services:
+  description: Services the instances file maps to C(null), to remove with their service address.
+  returned: success
+  type: list
+  elements: str
+  sample: [clientsrvr.test.curl.test]
 environment:
   description: Environment entries C(NAME=value) per fully qualified service name.
   returned: when O(environment=true)
@@ -195,9 +217,12 @@ def _instance_numbers(module, params, known):
         if not isinstance(exact, dict):
             module.fail_json(msg="instances file %s: must be an object of service name to numbers" % path)
         for name, numbers in exact.items():
-            if not isinstance(numbers, list) or not all(_is_count(number) for number in numbers):
+            if numbers is not None and (
+                not isinstance(numbers, list) or not all(_is_count(number) for number in numbers)
+            ):
                 module.fail_json(
-                    msg="instances file %s: %s must be a list of non-negative integers" % (path, name)
+                    msg="instances file %s: %s must be a list of non-negative integers (or null)"
+                    % (path, name)
                 )
     unknown = sorted((set(counts) | set(exact)) - known)
     if params["service"] and params["service"] not in known:
@@ -210,11 +235,13 @@ def _instance_numbers(module, params, known):
     numbers = {}
     for name in known:
         numbers[name] = (
-            sorted(set(exact[name])) if name in exact else list(range(counts.get(name, params["instances"])))
+            sorted(set(exact[name] or []))
+            if name in exact
+            else list(range(counts.get(name, params["instances"])))
         )
         if params["instance"] is not None:
             numbers[name] = [params["instance"]]
-    return numbers
+    return numbers, sorted(name for name, value in exact.items() if value is None)
 
 
 ARGUMENT_SPEC = {
@@ -226,6 +253,7 @@ ARGUMENT_SPEC = {
     "service": {"type": "str"},
     "instance": {"type": "int"},
     "environment": {"type": "bool", "default": False},
+    "networking": {"type": "bool", "default": False},
     "allow_privileged": {"type": "bool", "default": False},
 }
 
@@ -260,14 +288,16 @@ def main():
     microservices = [ms for ms in descriptor.microservices() if params["service"] in (None, ms.fqn)]
     if params["environment"]:
         module.exit_json(changed=False, environment={ms.fqn: ms.env_entries() for ms in microservices})
-    for note in unhonoured_fields(descriptor):
+    for note in unhonoured_fields(descriptor, networking=params["networking"]):
         module.warn("descriptor %s: %s: %s" % (source, note.path, note.reason))
-    numbers = _instance_numbers(module, params, {ms.fqn for ms in descriptor.microservices()})
+    numbers, removed = _instance_numbers(module, params, {ms.fqn for ms in descriptor.microservices()})
     module.exit_json(
         changed=False,
         services=[ms.to_schedule_request(numbers[ms.fqn]) for ms in microservices],
         specs={ms.fqn: ms.instance_spec() for ms in microservices},
         service_names=sorted(ms.fqn for ms in microservices),
+        network=[ms.network() for ms in microservices if ms.fqn not in removed],
+        removed_services=removed,
     )
 
 

@@ -35,8 +35,8 @@ options:
         started again, except a one-shot task that exited with status 0.
       - C(stopped) keeps the container and its network but no task (SIGTERM, then SIGKILL after
         I(stop_timeout)).
-      - C(absent) removes task, container with its snapshot, network attachment, network namespace and log
-        file. It also cleans up an instance left half-created or half-removed.
+      - C(absent) removes task, container with its snapshot, network attachment, network namespace, log
+        file and hosts file. It also cleans up an instance left half-created or half-removed.
     type: str
     choices: [started, present, stopped, absent]
     default: started
@@ -140,6 +140,20 @@ options:
     type: list
     elements: str
     default: [0.0.0.0/0]
+  mtu:
+    description:
+      - MTU of the instance's interface and the bridge; 0 leaves the kernel's default.
+      - Across workers over the C(grove_network) VXLAN overlay, give the overlay's MTU
+        (RV(grove.edge.node_info#module:node.network.mtu)).
+    type: int
+    default: 0
+  names_dir:
+    description:
+      - Directory of the instances' hosts files. Each instance's C(<names_dir>/<id>) is bind-mounted
+        read-only at C(/etc/hosts) in the container; M(grove.edge.service_names) writes the names of
+        the application's services into it.
+    type: path
+    default: /run/grove/hosts
   cni_bin_dir:
     description: Directory of the CNI plugins. Default C(/usr/lib/cni) when it exists, else C(/opt/cni/bin).
     type: path
@@ -300,6 +314,8 @@ ARGUMENT_SPEC = {
     "subnet": {"type": "str", "default": "10.18.0.0/24"},
     "bridge": {"type": "str", "default": "grove0"},
     "routes": {"type": "list", "elements": "str", "default": ["0.0.0.0/0"]},
+    "mtu": {"type": "int", "default": 0},
+    "names_dir": {"type": "path", "default": "/run/grove/hosts"},
     "cni_bin_dir": {"type": "path"},
     "hosts_dir": {"type": "path"},
     "containerd_config_dir": {"type": "path", "default": "/etc/containerd"},
@@ -324,6 +340,8 @@ def settings_of(params: dict) -> lifecycle.Settings:
         raise spec_utils.SpecError(str(exc)) from exc
     if subnet.version != 4:
         raise spec_utils.SpecError(f"subnet {subnet} is not an IPv4 network")
+    if params["mtu"] and not 576 <= params["mtu"] <= 65535:
+        raise spec_utils.SpecError("mtu {} is not between 576 and 65535".format(params["mtu"]))
     return lifecycle.Settings(
         namespace=params["namespace"],
         containerd_address=params["containerd_address"],
@@ -333,6 +351,8 @@ def settings_of(params: dict) -> lifecycle.Settings:
         subnet=params["subnet"],
         bridge=params["bridge"],
         routes=tuple(params["routes"]),
+        mtu=params["mtu"],
+        names_dir=params["names_dir"],
         pull_timeout=params["pull_timeout"],
         stop_timeout=params["stop_timeout"],
     )
@@ -377,7 +397,12 @@ def run_module(module: AnsibleModule) -> None:
         if params["instance_number"] < 0:
             raise spec_utils.SpecError("instance_number must not be negative")
         settings = settings_of(params)
-        network = {"subnet": settings.subnet, "bridge": settings.bridge, "routes": list(settings.routes)}
+        network = {
+            "subnet": settings.subnet,
+            "bridge": settings.bridge,
+            "routes": list(settings.routes),
+            "mtu": settings.mtu,
+        }
         env = spec_utils.environment(params["env"])
         spec = spec_utils.desired_spec(params["spec"], env, network) if state != "absent" else None
     except spec_utils.SpecError as exc:

@@ -34,6 +34,14 @@ options:
     description: Where M(grove.edge.instance) writes the instances' logs; each one's tail is reported.
     type: path
     default: /var/log/grove
+  network_record:
+    description: The instance subnet record the C(grove_network) role keeps on the worker.
+    type: path
+    default: /etc/grove/network.json
+  overlay_device:
+    description: The C(grove_network) role's VXLAN device, whose MTU instances must respect.
+    type: str
+    default: grove-vx
 attributes:
   check_mode:
     description: The module changes nothing and runs in check mode as usual.
@@ -110,6 +118,11 @@ node:
       description: CNI plugins that grove.edge.instance needs and that are missing from I(cni_bin_dir)
       type: list
       elements: str
+    network:
+      description:
+        - C(subnet), the instance subnet recorded by the C(grove_network) role (empty without one),
+          and C(mtu), the overlay device's MTU (0 without an overlay).
+      type: dict
     sampled_at:
       description: When the counters were read (seconds since the epoch).
       type: float
@@ -137,6 +150,7 @@ node:
     runtimes: [container]
     containerd_version: 1.6.20~ds1
     containerd_error: ""
+    network: {subnet: 10.18.1.0/24, mtu: 1450}
     sampled_at: 1795600000.5
     cpu_times: {busy: 120034, total: 9800321}
     cni_bin_dir: /usr/lib/cni
@@ -173,6 +187,7 @@ from ansible_collections.grove.edge.plugins.module_utils._containerd import (
     ContainerdError,
 )
 from ansible_collections.grove.edge.plugins.module_utils._lifecycle import default_cni_bin_dir
+from ansible_collections.grove.edge.plugins.module_utils._subnet_pool import SubnetError, parse_record
 from ansible_collections.grove.edge.plugins.module_utils._usage import cpu_times, log_tail, usage
 
 # grove.edge.instance runs these; a worker without them cannot host an instance.
@@ -259,7 +274,19 @@ ARGUMENT_SPEC = {
     "containerd_config_dir": {"type": "path", "default": "/etc/containerd"},
     "cni_bin_dir": {"type": "path"},
     "log_dir": {"type": "path", "default": "/var/log/grove"},
+    "network_record": {"type": "path", "default": "/etc/grove/network.json"},
+    "overlay_device": {"type": "str", "default": "grove-vx"},
 }
+
+
+def network(record_path: str, device: str) -> dict:
+    """What the grove_network role set up here: the recorded instance subnet, the overlay's MTU."""
+    try:
+        subnet = parse_record(_read(record_path), record_path).get("instance_subnet", "")
+    except SubnetError:
+        subnet = ""
+    mtu = _read(os.path.join("/sys/class/net", os.path.basename(device), "mtu"))
+    return {"subnet": subnet, "mtu": int(mtu) if mtu.isdigit() else 0}
 
 
 def main() -> None:
@@ -287,6 +314,7 @@ def main() -> None:
         "runtimes": [],
         "containerd_version": None,
         "containerd_error": "",
+        "network": network(module.params["network_record"], module.params["overlay_device"]),
         "sampled_at": time.time(),
         "cpu_times": cpu_times(),
         "cni_bin_dir": cni_bin_dir,

@@ -230,6 +230,12 @@ def test_run_options_carry_limits_and_labels_as_separate_arguments():
     assert "--env-file" not in options
 
 
+def test_the_hosts_file_is_bind_mounted_read_only():
+    options = spec_utils.run_options(desired(), {}, "/n", None, "/run/grove/hosts/a.b.c.d.instance.0")
+    mount = options[options.index("--mount") + 1]
+    assert mount == "type=bind,src=/run/grove/hosts/a.b.c.d.instance.0,dst=/etc/hosts,options=rbind:ro"
+
+
 def test_no_limits_means_no_limit_options():
     options = spec_utils.run_options(desired(), {}, "/n", None)
     assert "--memory-limit" not in options

@@ -141,7 +141,10 @@ def test_a_changed_spec_recreates_everything():
             attached(task={"status": "RUNNING"}),
             ["stop", "delete_task", "delete_container", "cni_del", "delete_netns"],
         ),
-        (Observed(snapshot=True, log_file=True), ["delete_snapshot", "delete_log"]),
+        (
+            Observed(snapshot=True, log_file=True, names_file=True),
+            ["delete_snapshot", "delete_log", "delete_names"],
+        ),
         (Observed(nat_rules=[["CNI-x", "-j", "MASQUERADE"]]), ["remove_nat"]),
         (
             attached(task={"status": "STOPPED", "exit_status": 0}, netns=False),

@@ -70,6 +70,13 @@ def test_an_instances_file_names_exactly_the_numbers_to_run(tmp_path):
         ("clientsrvr.test.curl.test", []),
         ("clientsrvr.test.nginx.test", [2, 5]),
     ]
+    assert result["removed_services"] == []
+    numbers.write_text(json.dumps({"clientsrvr.test.nginx.test": None}))
+    gone = run(tmp_path, content=DESCRIPTOR, instances_path=str(numbers))
+    assert gone["removed_services"] == ["clientsrvr.test.nginx.test"]
+    assert [s["instance_numbers"] for s in gone["services"]] == [[0], []]
+    # A removed service loses its address too: it is left out of what the service tables get.
+    assert [n["service"] for n in gone["network"]] == ["clientsrvr.test.curl.test"]
     numbers.write_text(json.dumps({"clientsrvr.test.nginx.test": [-1]}))
     assert (
         "must be a list of non-negative integers"
@@ -77,6 +84,20 @@ def test_an_instances_file_names_exactly_the_numbers_to_run(tmp_path):
     )
     numbers.write_text(json.dumps({"x.y.z.w": [0]}))
     assert "no service named x.y.z.w" in run(tmp_path, content=DESCRIPTOR, instances_path=str(numbers))["msg"]
+
+
+def test_network_data_of_each_service(tmp_path):
+    addressed = json.loads(json.dumps(DESCRIPTOR))
+    addressed["applications"][0]["microservices"][1]["addresses"] = {"rr_ip": "10.30.5.5"}
+    result = run(tmp_path, content=addressed, networking=True)
+    assert result["network"] == [
+        {"service": "clientsrvr.test.curl.test", "rr_ip": "", "port": "9080"},
+        {"service": "clientsrvr.test.nginx.test", "rr_ip": "10.30.5.5", "port": "6080:80/tcp"},
+    ]
+    assert "warnings" not in result
+    # Without the networking role, a fixed address is said not to be routed.
+    unrouted = run(tmp_path, content=addressed)
+    assert "10.30.5.5 is not routed" in json.dumps(unrouted["warnings"])
 
 
 def test_privileged_microservices_need_the_operators_consent(tmp_path):
