@@ -56,6 +56,23 @@ while :; do
   sleep 1
 done
 
+# An instance runs before its job has routed the service addresses and written the names: wait
+# for the jobs too, so that everything printed below also answers.
+for job in $(jq -r '[.[].instance_list[].job_id | select(. != "")] | unique | .[]' <<<"$services"); do
+  while :; do
+    state=$(call GET "/api/jobs/$job" | jq -r .state)
+    if [ "$state" != queued ] && [ "$state" != running ]; then
+      break
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "api-seed: job $job is still $state after ${timeout}s" >&2
+      break
+    fi
+    sleep 1
+  done
+done
+
+jq -r '.[] | "\(.job_name): service address \(.RR_ip)"' <<<"$services"
 jq -r '.[] | .job_name as $name | .instance_list[] |
   "\($name) instance \(.instance_number): \(.status) on \(.cluster_id)/\(.worker_id) (\(.status_detail))"
   + (if .host_port > 0 and .status == "RUNNING" then " http://\(.host_ip):\(.host_port)/" else "" end)' <<<"$services"

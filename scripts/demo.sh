@@ -63,7 +63,8 @@ printf '%s\n' "$seed"
 app_id=$(tail -n 1 <<<"$seed")
 url=$(sed -n 's|^clientsrvr\.test\.nginx\.test instance 0: RUNNING .* \(http://[^ ]*\)$|\1|p' <<<"$seed")
 curl_worker=$(sed -n 's|^clientsrvr\.test\.curl\.test instance 0: RUNNING on [^/]*/\([^ ]*\) .*|\1|p' <<<"$seed")
-if [ -z "$url" ] || [ -z "$curl_worker" ]; then
+rr_ip=$(sed -n 's|^clientsrvr\.test\.nginx\.test: service address \(.*\)$|\1|p' <<<"$seed")
+if [ -z "$url" ] || [ -z "$curl_worker" ] || [ -z "$rr_ip" ]; then
   echo "demo: the seed's services are not both RUNNING" >&2
   exit 1
 fi
@@ -84,6 +85,15 @@ echo "   ctr -n grove task exec --exec-id term1 clientsrvr.test.curl.test.instan
 ansible -i "$inv" "$curl_worker" -m ansible.builtin.command \
   -a "ctr -n grove task exec --exec-id demo clientsrvr.test.curl.test.instance.0 curl -fsS $url" \
   | grep -E '<title>|<h1>|CHANGED|FAILED'
+
+step "Inside the curl client: nginx at its service address $rr_ip and by its name"
+echo "(the seed's last step; the address is balanced over every nginx instance, on any worker)"
+for target in "http://$rr_ip/" http://nginx.test.clientsrvr.test/; do
+  echo "curl $target"
+  ansible -i "$inv" "$curl_worker" -m ansible.builtin.command \
+    -a "ctr -n grove task exec --exec-id demo clientsrvr.test.curl.test.instance.0 curl -fsS --max-time 5 $target" \
+    | grep -E '<title>|FAILED'
+done
 
 step "Done. To stop everything (from $PWD):"
 cat <<EOT

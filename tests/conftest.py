@@ -78,19 +78,35 @@ def _check_nothing_left(before: Snapshot) -> None:
     assert not added, f"left behind by the test session: {added}"
 
 
-def _shaped(testbed_session, fixture: str) -> Testbed:
+def _shaped(testbed_session, fixture: str) -> Iterator[Testbed]:
     bed = testbed_session(*SHAPES[fixture])
     ensure_containerd(bed)
-    return bed
+    yield bed
+    _no_instances_left(bed)
+
+
+def _no_instances_left(bed: Testbed) -> None:
+    # The test bed outlives each test: an instance one test leaves takes capacity from the next
+    # ones and fails them for no reason of their own. Fail the test that left it, and remove it.
+    left = {}
+    for host in bed.hosts:
+        proc = bed.host_shell(host, ["ctr", "-n", "grove", "containers", "ls", "-q"], check=False)
+        if ids := proc.stdout.split():
+            left[host] = ids
+            for instance in ids:
+                service, _, number = instance.rpartition(".instance.")
+                args = {"service": service, "instance_number": int(number), "state": "absent"}
+                bed.module(host, "grove.edge.instance", dict(args, stop_timeout=1))
+    assert not left, f"instances left on the test bed's workers: {left}"
 
 
 @pytest.fixture
-def testbed(testbed_session) -> Testbed:
+def testbed(testbed_session) -> Iterator[Testbed]:
     """One cluster of two workers with containerd configured by the containerd role."""
-    return _shaped(testbed_session, "testbed")
+    yield from _shaped(testbed_session, "testbed")
 
 
 @pytest.fixture
-def testbed_two_clusters(testbed_session) -> Testbed:
+def testbed_two_clusters(testbed_session) -> Iterator[Testbed]:
     """Two clusters of two workers each, with containerd configured by the containerd role."""
-    return _shaped(testbed_session, "testbed_two_clusters")
+    yield from _shaped(testbed_session, "testbed_two_clusters")

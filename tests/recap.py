@@ -23,3 +23,19 @@ def recap(stdout: str) -> dict[str, dict[str, int]]:
 
 def total_changed(stdout: str) -> int:
     return sum(h["changed"] for h in recap(stdout).values())
+
+
+_TASK = re.compile(r"^TASK \[(.+?)\]", re.MULTILINE)
+_CHANGED = re.compile(r"^changed: \[([^\]]+)\]", re.MULTILINE)
+
+
+def changed_tasks(stdout: str) -> dict[str, set[str]]:
+    """Per host, the names of the tasks that reported a change (any verbosity)."""
+    changed: dict[str, set[str]] = {}
+    task = ""
+    for line in stdout.splitlines():
+        if match := _TASK.match(line):
+            task = match.group(1)
+        elif match := _CHANGED.match(line):
+            changed.setdefault(match.group(1), set()).add(task)
+    return changed

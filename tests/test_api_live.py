@@ -294,6 +294,26 @@ def test_the_seeds_walkthrough_over_http(live, testbed):
             f"http://{instance['host_ip']}:6080/",
         )
         assert "Welcome to nginx!" in inside.stdout
+        # The seed's last step: the client reaches nginx at the RR_ip the API shows, and by name.
+        assert nginx["RR_ip"].startswith("10.30.")
+        assert instance["instance_ip"] == instance["namespace_ip"] == instance["address"]
+        # api-seed.sh waited for the jobs, which route the address and write the names last.
+        hosts = live.bed.exec_in(
+            client["worker_id"], "clientsrvr.test.curl.test.instance.0", "cat", "/etc/hosts"
+        )
+        assert f"{nginx['RR_ip']}\tnginx.test.clientsrvr.test nginx" in hosts.stdout, hosts.stdout
+        for url in (f"http://{nginx['RR_ip']}/", "http://nginx.test.clientsrvr.test/"):
+            by_service = live.bed.exec_in(
+                client["worker_id"],
+                "clientsrvr.test.curl.test.instance.0",
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                url,
+                check=False,
+            )
+            assert "Welcome to nginx!" in by_service.stdout, (url, by_service.returncode, by_service.stderr)
         job = live.get(f"/api/jobs/{instance['job_id']}")
         assert job["state"] == "succeeded"
         started = [

@@ -66,8 +66,13 @@ def test_demo_deploys_the_seed_over_the_api_and_shows_nginx_from_outside_and_fro
         assert "clientsrvr.test.curl.test instance 0: RUNNING on cluster1/" in out
         after_fetch = out.split("==> nginx answers at", 1)[1]
         fetched, from_client = after_fetch.split("==> Inside the curl client on", 1)
+        from_client, by_service = from_client.split(
+            "==> Inside the curl client: nginx at its service address", 1
+        )
         assert "<title>Welcome to nginx!</title>" in fetched
         assert "<title>Welcome to nginx!</title>" in from_client
+        # The seed's last step: by the service's round-robin address and by its name.
+        assert by_service.count("<title>Welcome to nginx!</title>") == 2, by_service
         # The stop instructions work as printed: they name the API's pid and the test bed.
         assert f"kill {(tmp_path / 'api.pid').read_text().strip()}" in out
         assert "grove testbed down" in out

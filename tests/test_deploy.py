@@ -188,7 +188,7 @@ def test_instances_of_an_unreachable_worker_move_and_the_duplicate_goes_when_it_
         ]
         assert len(holders) == 1, holders
         assert "Welcome to nginx!" in fetch(f"http://{testbed.hosts[holders[0]]['ansible_host']}:6080/")
-        again = testbed.playbook(DEPLOY, "-e", f"descriptor={seed_file}")
-        assert total_changed(again.stdout) == 0
+        again = testbed.playbook(DEPLOY, "--diff", "-e", f"descriptor={seed_file}")
+        assert total_changed(again.stdout) == 0, again.stdout
     finally:
         undeploy(testbed, "-e", f"descriptor={seed_file}")

@@ -40,6 +40,13 @@ def nginx_playbook(bed: Testbed, state: str = "started"):
     )
 
 
+@pytest.fixture
+def with_nginx(testbed: Testbed):
+    """The test bed, and nginx removed from c1w1 again after the test (the tests start it)."""
+    yield testbed
+    nginx_playbook(testbed, "absent")
+
+
 def traces(bed: Testbed, host: str, instance: str) -> list[str]:
     """Everything of an instance a host still holds; empty when it is fully gone."""
     return leftovers(lambda argv: bed.host_shell(host, list(argv), check=False), instance)
@@ -54,7 +61,8 @@ def diff_sides(stdout: str) -> tuple[dict, dict]:
     return before, after
 
 
-def test_nginx_serves_on_its_mapped_port_and_rerun_changes_nothing(testbed: Testbed):
+def test_nginx_serves_on_its_mapped_port_and_rerun_changes_nothing(with_nginx: Testbed):
+    testbed = with_nginx
     first = nginx_playbook(testbed)
     assert recap(first.stdout)["c1w1"]["changed"] == 1
     page = fetch(f"http://{testbed.hosts['c1w1']['ansible_host']}:6080/")
@@ -63,7 +71,8 @@ def test_nginx_serves_on_its_mapped_port_and_rerun_changes_nothing(testbed: Test
     assert recap(second.stdout)["c1w1"]["changed"] == 0
 
 
-def test_node_info_reports_the_running_instance_with_its_resources(testbed: Testbed):
+def test_node_info_reports_the_running_instance_with_its_resources(with_nginx: Testbed):
+    testbed = with_nginx
     nginx_playbook(testbed)
     node = testbed.module("c1w1", "grove.edge.node_info", {})["node"]
     assert node["vcpus"] >= 1 and node["memory_mb"] > 0 and node["architecture"]
@@ -84,7 +93,8 @@ def test_node_info_reports_the_running_instance_with_its_resources(testbed: Test
     assert NGINX_ID not in {i["id"] for i in other["instances"]}
 
 
-def test_absent_leaves_no_container_snapshot_netns_ipam_or_rule(testbed: Testbed):
+def test_absent_leaves_no_container_snapshot_netns_ipam_or_rule(with_nginx: Testbed):
+    testbed = with_nginx
     nginx_playbook(testbed)
     assert traces(testbed, "c1w1", NGINX_ID), "the instance should exist before removal"
     removed = nginx_playbook(testbed, "absent")
@@ -94,7 +104,8 @@ def test_absent_leaves_no_container_snapshot_netns_ipam_or_rule(testbed: Testbed
     assert recap(again.stdout)["c1w1"]["changed"] == 0
 
 
-def test_curl_client_runs_and_task_exec_reaches_nginx_on_another_worker(testbed: Testbed):
+def test_curl_client_runs_and_task_exec_reaches_nginx_on_another_worker(with_nginx: Testbed):
+    testbed = with_nginx
     nginx_playbook(testbed)
     result = testbed.module("c1w2", "grove.edge.instance", dict(CURL, subnet="10.18.2.0/24"))
     assert not result.get("failed"), result
@@ -183,7 +194,8 @@ def test_a_failing_step_names_the_instance_the_step_and_containerd_stderr(testbe
     assert traces(testbed, "c1w2", "grovetest.test.missing.test.instance.0") == []
 
 
-def test_diff_mode_shows_what_would_change(testbed: Testbed):
+def test_diff_mode_shows_what_would_change(with_nginx: Testbed):
+    testbed = with_nginx
     nginx_playbook(testbed)
     proc = testbed.playbook(
         REPO / "tests" / "playbooks" / "instance_nginx.yml",

@@ -38,10 +38,14 @@ options:
     default: []
   leaving:
     description:
-      - Ids of instances that are about to be removed. They are no backends any more, so that the
+      - Instances that are about to be removed. They are no backends any more, so that the
         tables can be updated before the instances stop and no new connection reaches them.
+      - Each is a removal of M(grove.edge.schedule) (a dict with C(worker), C(service) and
+        C(instance_number)): only the copy on that worker leaves, so a duplicate removed from one
+        worker keeps the copy that stays on another as a backend. A plain instance id means the
+        instance on every worker.
     type: list
-    elements: str
+    elements: raw
     default: []
   info_var:
     description: Name of the registered result of M(grove.edge.service_address_info) on each host.
@@ -73,6 +77,7 @@ _value:
 from collections import Counter
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.grove.edge.plugins.module_utils._descriptor import instance_id as _instance_id
 from ansible_collections.grove.edge.plugins.module_utils._service_address import (
     ServiceAddressError,
     desired_services,
@@ -100,6 +105,23 @@ def recorded_services(hosts, info_var):
     return recorded
 
 
+def _leaving_keys(leaving):
+    """(worker or None, instance id) of each leaving instance; None stands for every worker."""
+    keys = set()
+    for entry in leaving or []:
+        if isinstance(entry, str):
+            keys.add((None, entry))
+            continue
+        try:
+            keys.add((entry["worker"], _instance_id(entry["service"], int(entry["instance_number"]))))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AnsibleFilterError(
+                "service_table: leaving needs instance ids or removals with worker, service and "
+                "instance_number, got %r" % (entry,)
+            ) from exc
+    return keys
+
+
 def service_table(
     services,
     hosts,
@@ -110,13 +132,18 @@ def service_table(
     facts_var="grove_node_info",
 ):
     hosts = list(hosts)
-    leaving = set(leaving or [])
+    leaving = _leaving_keys(leaving)
     instances = []
     for host in hosts:
         registered = host.get(facts_var)
         if _ok(registered):
+            worker = host.get("inventory_hostname")
             found = (registered.get("node") or {}).get("instances") or []
-            instances += [instance for instance in found if instance.get("id") not in leaving]
+            instances += [
+                instance
+                for instance in found
+                if (None, instance.get("id")) not in leaving and (worker, instance.get("id")) not in leaving
+            ]
     try:
         return desired_services(
             [dict(s) for s in services],

@@ -119,3 +119,23 @@ def test_service_table_conflicts_name_both_services():
         "address of service old.app.web.ns",
     ):
         service_table([{"service": NGINX, "rr_ip": "10.30.4.4"}], hosts)
+
+
+def test_a_duplicate_leaving_one_worker_stays_a_backend_on_the_other():
+    # A worker that was unreachable comes back with its old copy of an instance that moved: the
+    # removal names that worker, and the copy that stays must keep serving the address.
+    nginx_0 = NGINX + ".instance.0"
+    copy = {"id": nginx_0, "service": NGINX, "status": "RUNNING"}
+    hosts = [
+        host("w1", "10.99.1.11", grove_node_info=node_info(dict(copy, address="10.18.1.2"))),
+        host("w2", "10.99.1.12", grove_node_info=node_info(dict(copy, address="10.18.2.2"))),
+    ]
+    wanted = [{"service": NGINX, "rr_ip": "10.30.1.2", "port": "80"}]
+    removal = {"worker": "w2", "service": NGINX, "instance_number": 0}
+    (entry,) = service_table(wanted, hosts, leaving=[removal])
+    assert entry["backends"] == ["10.18.1.2"]
+    # A plain id still means that instance everywhere.
+    (entry,) = service_table(wanted, hosts, leaving=[nginx_0])
+    assert entry["backends"] == []
+    with pytest.raises(AnsibleFilterError, match="leaving needs instance ids or removals"):
+        service_table(wanted, hosts, leaving=[{"worker": "w2"}])
