@@ -26,8 +26,19 @@ NETNS_DIR = "/run/netns"
 HOSTINIT = Path(__file__).with_name("hostinit.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 REQUIRED_COMMANDS = (
-    "ip", "nft", "nsenter", "unshare", "ssh-keygen", "/usr/sbin/sshd", "/usr/bin/docker-registry",
-    "umoci", "skopeo", "containerd", "ctr", "runc", SYSTEM_PYTHON,
+    "ip",
+    "nft",
+    "nsenter",
+    "unshare",
+    "ssh-keygen",
+    "/usr/sbin/sshd",
+    "/usr/bin/docker-registry",
+    "umoci",
+    "skopeo",
+    "containerd",
+    "ctr",
+    "runc",
+    SYSTEM_PYTHON,
 )
 
 
@@ -154,14 +165,36 @@ def _start_host(host: Host) -> dict:
         "log": str(directory / "host.log"),
     }
     proc = subprocess.Popen(
-        ["nsenter", f"--net=/var/run/netns/{host.netns}", "--",
-         "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--",
-         SYSTEM_PYTHON, str(HOSTINIT), json.dumps(spec)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(directory / "host.log", "ab"),
+        [
+            "nsenter",
+            f"--net=/var/run/netns/{host.netns}",
+            "--",
+            "unshare",
+            "--mount",
+            "--uts",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--propagation",
+            "private",
+            "--",
+            SYSTEM_PYTHON,
+            str(HOSTINIT),
+            json.dumps(spec),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(directory / "host.log", "ab"),
         start_new_session=True,
     )
-    return {"name": host.name, "cluster": host.cluster_name, "address": str(host.address),
-            "netns": host.netns, "unshare_pid": proc.pid, "instance_subnet": str(host.instance_subnet)}
+    return {
+        "name": host.name,
+        "cluster": host.cluster_name,
+        "address": str(host.address),
+        "netns": host.netns,
+        "unshare_pid": proc.pid,
+        "instance_subnet": str(host.instance_subnet),
+    }
 
 
 def _answers_ssh(address: str) -> bool:
@@ -175,10 +208,13 @@ def _answers_ssh(address: str) -> bool:
 def _write_inventory(hosts: list[Host], key: Path, known_hosts: Path) -> Path:
     clusters: dict[str, dict] = {}
     for host in hosts:
-        group = clusters.setdefault(host.cluster_name, {
-            "vars": {"grove_cluster": host.cluster_name, "grove_cluster_location": "testbed"},
-            "hosts": {},
-        })
+        group = clusters.setdefault(
+            host.cluster_name,
+            {
+                "vars": {"grove_cluster": host.cluster_name, "grove_cluster_location": "testbed"},
+                "hosts": {},
+            },
+        )
         group["hosts"][host.name] = {
             "ansible_host": str(host.address),
             "grove_instance_subnet": str(host.instance_subnet),
@@ -207,8 +243,10 @@ def _write_inventory(hosts: list[Host], key: Path, known_hosts: Path) -> Path:
         }
     }
     path = inventory_path()
-    path.write_text("# Written by `grove testbed up`; clusters are groups, workers are hosts.\n"
-                    + yaml.safe_dump(inventory, sort_keys=False))
+    path.write_text(
+        "# Written by `grove testbed up`; clusters are groups, workers are hosts.\n"
+        + yaml.safe_dump(inventory, sort_keys=False)
+    )
     return path
 
 
@@ -225,9 +263,13 @@ def up(clusters: int = 1, workers: int = 2, *, with_images: bool = True) -> Path
     hosts = layout.plan(clusters, workers)
     state = read_state()
     if state is not None:
-        if state.get("complete") and state["clusters"] == clusters and state["workers"] == workers and all(
-            _answers_ssh(h["address"]) for h in state["hosts"]
-        ) and registry.answers():
+        if (
+            state.get("complete")
+            and state["clusters"] == clusters
+            and state["workers"] == workers
+            and all(_answers_ssh(h["address"]) for h in state["hosts"])
+            and registry.answers()
+        ):
             log.info("test bed already up with %d cluster(s) of %d worker(s)", clusters, workers)
             if with_images:
                 _publish_images()  # from the cache, and only what the registry lacks
@@ -235,12 +277,18 @@ def up(clusters: int = 1, workers: int = 2, *, with_images: bool = True) -> Path
         if state.get("complete") and (state["clusters"], state["workers"]) != (clusters, workers):
             raise TestbedError(
                 f"a test bed with {state['clusters']} cluster(s) of {state['workers']} worker(s) is up; "
-                "run `grove testbed down` first")
+                "run `grove testbed down` first"
+            )
         log.info("cleaning up a test bed that did not come up completely")
         down()
     layout.state_dir().mkdir(parents=True, exist_ok=True)
-    state = {"clusters": clusters, "workers": workers, "complete": False, "hosts": [],
-             "netns_dir_made": not netns_dir_mounted()}
+    state = {
+        "clusters": clusters,
+        "workers": workers,
+        "complete": False,
+        "hosts": [],
+        "netns_dir_made": not netns_dir_mounted(),
+    }
     _write_state(state)
     _guard_routes()
     _bridge_and_firewall()
@@ -318,8 +366,10 @@ def down() -> None:
             run(["ip", "link", "delete", link], check=False)
     run(["nft", "delete", "table", "inet", layout.NFT_TABLE], check=False)
     for network in layout.GUARDED_NETWORKS:
-        run(["ip", "route", "delete", "unreachable", str(network), "metric", str(layout.GUARD_METRIC)],
-            check=False)
+        run(
+            ["ip", "route", "delete", "unreachable", str(network), "metric", str(layout.GUARD_METRIC)],
+            check=False,
+        )
     _remove_leftover_cgroups()
     shutil.rmtree(layout.state_dir(), ignore_errors=True)
 
@@ -365,8 +415,10 @@ def main_status() -> int:
         print("no test bed is up")
         return 1
     for entry in entries:
-        print(f"{entry['name']:10} {entry.get('cluster', ''):10} {entry['address']:18} "
-              f"{'answers' if entry['answers'] else 'NOT ANSWERING'}")
+        print(
+            f"{entry['name']:10} {entry.get('cluster', ''):10} {entry['address']:18} "
+            f"{'answers' if entry['answers'] else 'NOT ANSWERING'}"
+        )
     return 0 if all(e["answers"] for e in entries) else 1
 
 

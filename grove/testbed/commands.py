@@ -11,10 +11,12 @@ class TestbedError(RuntimeError):
     """A step of the test bed failed; the message names the step and carries stderr."""
 
 
-def run(argv: Sequence[str], *, check: bool = True, input_text: str | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, input=input_text,
-                          timeout=timeout, check=False)
+def run(
+    argv: Sequence[str], *, check: bool = True, input_text: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        list(argv), capture_output=True, text=True, input=input_text, timeout=timeout, check=False
+    )
     if check and proc.returncode != 0:
         raise TestbedError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc

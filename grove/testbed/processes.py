@@ -22,7 +22,7 @@ def _ppid_and_state(pid: str) -> tuple[int, str] | None:
     except OSError:
         return None
     # The command name may hold spaces and parentheses; the fields after the last ')' do not.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[1]), fields[0]
 
 

@@ -41,11 +41,19 @@ def start() -> int:
         f"http:\n  addr: {layout.registry_address()}\n"
     )
     log = open(layout.state_dir() / "registry.log", "ab")  # handed to the child
-    proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        ["/usr/bin/docker-registry", "serve", str(config)],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log.close()
-    wait_until(lambda: proc.poll() is not None or _answers(layout.registry_address()), timeout=30,
-               what=f"the registry on {layout.registry_address()}")
+    wait_until(
+        lambda: proc.poll() is not None or _answers(layout.registry_address()),
+        timeout=30,
+        what=f"the registry on {layout.registry_address()}",
+    )
     if proc.poll() is not None:
         raise RuntimeError(
             f"docker-registry exited with {proc.returncode}; see {layout.state_dir()}/registry.log"
