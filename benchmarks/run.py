@@ -15,8 +15,9 @@ from pathlib import Path
 from benchmarks.harness import text_table, write
 
 REPO = Path(__file__).resolve().parent.parent
-# Each module has run(quick) -> list[Figure] and SECTION; the intro of a section is its docstring.
-BENCHMARKS = ("bench_scheduler",)
+# Each module has run(quick) -> list[Figure] and SECTION; the intro of a section is the module's
+# docstring. A module whose figures go to more sections gives their intros in INTROS {section: text}.
+BENCHMARKS = ("bench_scheduler", "bench_api", "bench_deploy")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text_table(produced), flush=True)
         figures += produced
         intro[module.SECTION] = " ".join((module.__doc__ or "").split())
+        intro.update(getattr(module, "INTROS", {}))
     write(args.output, figures, intro)
     print(f"wrote {args.output}")
     failed = [f.measured.name for f in figures if f.gate_passed is False]
