@@ -212,13 +212,12 @@ class Workers:
         env = {
             **live.ansible_env(),
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
-            "GROVE_BENCH_RUN": str(control),
         }
         argv = [str(live.BIN / "ansible-playbook"), "-i", str(self.inventory), str(playbook)]
         start = time.perf_counter()
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=live.REPO, check=False)
         elapsed = time.perf_counter() - start
-        procs.stop(procs.with_environ("GROVE_BENCH_RUN", str(control)))
+        procs.stop(procs.with_cmdline(f"ssh: {control}/"))
         if proc.returncode != 0:
             raise RuntimeError(f"trivial playbook failed: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         return elapsed

@@ -146,7 +146,8 @@ class Api:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(30)
-        procs.stop([pid for pid in {*mine, *self.run_pids()} if procs.alive(pid)])
+        leftovers = {*mine, *self.run_pids(), *procs.with_cmdline(f"ssh: {self.data_dir}/")}
+        procs.stop([pid for pid in leftovers if procs.alive(pid)])
 
     def __enter__(self) -> Api:
         return self.start()

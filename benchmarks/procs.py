@@ -76,6 +76,13 @@ def with_environ(name: str, value_prefix: str) -> list[int]:
     ]
 
 
+def with_cmdline(fragment: str) -> list[int]:
+    """Pids whose command line contains `fragment`. SSH masters rewrite their command line (and
+    with it the memory /proc shows as their environment) to "ssh: CONTROL_PATH [mux]": they are
+    found by their control path, not by an inherited variable."""
+    return [proc.pid for proc in every() if fragment in proc.cmdline and proc.pid != os.getpid()]
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """Resident (RSS) and proportional (PSS: shared pages split between their users) memory in MB.
     Summing RSS over forked processes counts their shared pages many times; summing PSS does not."""

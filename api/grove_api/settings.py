@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         2, ge=1, description="runs of a job interrupted by a restart before it fails"
     )
+    job_batch_quiet_seconds: float = Field(
+        0.15, ge=0, description="start sooner once no request came for this long (within job_batch_seconds)"
+    )
+    ssh_shared_connections: bool = Field(
+        True, description="one SSH master connection per worker for all runs (else one per run)"
+    )
     facts_interval_seconds: float = Field(60, gt=0, description="how often cluster facts are refreshed")
     cluster_stale_seconds: float = Field(
         180, gt=0, description="facts older than this make a cluster inactive"

@@ -12,6 +12,9 @@ from grove_api.jobs.executor import (
     RUN_MARKER,
     AnsibleRunnerExecutor,
     RunRequest,
+    ansible_environment,
+    close_connections,
+    control_dir,
     run_processes,
     stop_run_processes,
 )
@@ -121,3 +124,38 @@ def test_every_process_of_a_run_is_found_by_its_marker_and_stopped(tmp_path):
         other.wait()
         leader.kill()
         leader.wait()
+
+
+def _runner_env(tmp_path, settings):
+    """The environment ansible-runner really gives ansible-playbook for our variables."""
+    from ansible_runner.config.runner import RunnerConfig  # noqa: PLC0415
+
+    (tmp_path / "job").mkdir(exist_ok=True)
+    config = RunnerConfig(
+        private_data_dir=str(tmp_path / "job"),
+        playbook="play.yml",
+        envvars=ansible_environment(settings, tmp_path / "job"),
+    )
+    config.prepare()
+    return config.env
+
+
+def test_runs_check_host_keys_although_ansible_runner_turns_that_off_by_default(tmp_path):
+    env = _runner_env(tmp_path, make_settings(tmp_path))
+    assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+
+
+def test_runs_share_one_ssh_control_directory_in_the_data_dir_unless_told_otherwise(tmp_path):
+    shared = _runner_env(tmp_path, make_settings(tmp_path))
+    assert shared["ANSIBLE_SSH_CONTROL_PATH_DIR"] == str(control_dir(make_settings(tmp_path)))
+    assert shared["ANSIBLE_SSH_CONTROL_PATH_DIR"].startswith(str(tmp_path / "data"))
+    own = _runner_env(tmp_path, make_settings(tmp_path, ssh_shared_connections=False))
+    assert "ANSIBLE_SSH_CONTROL_PATH_DIR" not in own
+
+
+def test_closing_connections_without_any_is_a_no_op(tmp_path):
+    settings = make_settings(tmp_path)
+    assert close_connections(settings) == 0
+    control_dir(settings).mkdir(parents=True)
+    (control_dir(settings) / "not-a-socket").write_text("")
+    assert close_connections(settings) == 0

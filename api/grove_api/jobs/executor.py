@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -76,21 +77,53 @@ class Executor(Protocol):
     def run(self, request: RunRequest) -> RunResult: ...
 
 
+def control_dir(settings: Settings) -> Path:
+    """Where the SSH master connections shared by all runs have their sockets."""
+    return settings.data_dir / "cp"
+
+
 def ansible_environment(settings: Settings, private_dir: Path | None = None) -> dict[str, str]:
     root = settings.repo_root
     bin_dir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-    return {
+    env = {
         "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
         "ANSIBLE_COLLECTIONS_PATH": str(root / "collections"),
         "ANSIBLE_ROLES_PATH": str(root / "roles"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        # ansible-runner turns host key checking off unless the environment says otherwise.
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
         # ansible-playbook from the same environment as the API, found first.
         "PATH": bin_dir if not path else f"{bin_dir}:{path}",
         **({RUN_MARKER: str(private_dir)} if private_dir is not None else {}),
     }
+    if settings.ssh_shared_connections:
+        # ansible-runner gives every run a control path directory of its own, so each run would
+        # open (and leave open for ControlPersist) new connections: one directory for all runs
+        # keeps one master connection per worker instead (docs/benchmarks.md has the figures).
+        env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir(settings))
+    return env
+
+
+def close_connections(settings: Settings) -> int:
+    """Ask every shared SSH master connection to exit; how many there were."""
+    directory = control_dir(settings)
+    if not directory.is_dir():
+        return 0
+    closed = 0
+    for socket_path in directory.iterdir():
+        if not socket_path.is_socket():
+            continue
+        # The host name is only a placeholder: the control socket names the connection.
+        command = ["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "grove-worker"]
+        try:
+            subprocess.run(command, capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            log.warning("could not close the SSH connection %s", socket_path)
+        closed += 1
+    return closed
 
 
 class AnsibleRunnerExecutor:
