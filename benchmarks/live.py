@@ -123,11 +123,12 @@ class Api:
             return False
 
     def pids(self) -> list[int]:
-        """The API's own processes: `grove api` and its uvicorn workers (not the runs' processes)."""
+        """The API's own processes: `grove api` and, with several workers, uvicorn's worker
+        processes (multiprocessing children); not the processes of its playbook runs."""
         if self.proc is None:
             return []
-        below = procs.descendants(self.proc.pid)
-        return [self.proc.pid, *(p.pid for p in below if "ansible" not in p.cmdline and p.name != "ssh")]
+        children = [p for p in procs.every() if p.ppid == self.proc.pid and "multiprocessing" in p.cmdline]
+        return [self.proc.pid, *(p.pid for p in children)]
 
     def run_pids(self) -> list[int]:
         """Every process of the API's playbook runs, also those no longer below it (SSH masters)."""

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     ssh_shared_connections: bool = Field(
         True, description="one SSH master connection per worker for all runs (else one per run)"
     )
+    mitogen: bool = Field(
+        False, description="run playbooks with Mitogen's strategy (faster per task; see docs/benchmarks.md)"
+    )
     facts_interval_seconds: float = Field(60, gt=0, description="how often cluster facts are refreshed")
     cluster_stale_seconds: float = Field(
         180, gt=0, description="facts older than this make a cluster inactive"

@@ -99,12 +99,22 @@ def ansible_environment(settings: Settings, private_dir: Path | None = None) -> 
         "PATH": bin_dir if not path else f"{bin_dir}:{path}",
         **({RUN_MARKER: str(private_dir)} if private_dir is not None else {}),
     }
+    if settings.mitogen:
+        env.update(mitogen_environment())
     if settings.ssh_shared_connections:
         # ansible-runner gives every run a control path directory of its own, so each run would
         # open (and leave open for ControlPersist) new connections: one directory for all runs
         # keeps one master connection per worker instead (docs/benchmarks.md has the figures).
         env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir(settings))
     return env
+
+
+def mitogen_environment() -> dict[str, str]:
+    """Ansible's settings for Mitogen's linear strategy (the `mitogen` package's plugins)."""
+    import ansible_mitogen  # noqa: PLC0415 - only when asked for
+
+    strategies = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"}
 
 
 def close_connections(settings: Settings) -> int:
