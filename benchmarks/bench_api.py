@@ -4,6 +4,8 @@
 every endpoint for a few seconds in turn, so all endpoints see the same noise; the figure is the
 median over the rounds. The baseline is GET /api/docs of the same server (a static page: no token,
 no store), so the ratio is the cost of the real work (token check, store reads, the view). The
+last rows compare the 1-worker server with the same app served by uvicorn without uvloop and
+httptools (`--loop asyncio --http h11`), loaded in the same rounds: what those two bring. The
 login figure is POST /api/auth/login over HTTP next to the argon2id verify alone, in process:
 Oakestra's CLIs log in again whenever their token is older than 10 s, so a login must stay cheap
 (the argon2 cost in `grove api`'s settings is chosen for about 50 ms here) while the hash stays
@@ -12,6 +14,7 @@ memory-hard; failed logins are throttled after 5, so guessing stays slow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -120,39 +123,62 @@ def _wrk(api: Api, script: Path, paths: Path, seconds: float, token: str) -> tup
     return result["requests"] / (result["duration_us"] / 1e6), result["p99_us"] / 1000
 
 
-def _load_figures(
-    api: Api, workdir: Path, endpoints: dict[str, list[str]], rounds: int, seconds: float
-) -> list[Figure]:
+def _measure_load(
+    servers: dict[str, Api], workdir: Path, endpoints: dict[str, list[str]], rounds: int, seconds: float
+) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
+    """(server, endpoint) -> (req/s samples, p99 samples); every round loads each server's
+    endpoints in turn, so all of them see the same noise."""
     script = workdir / "bench.lua"
     script.write_text(LUA)
-    token = api.login()
-    rates: dict[str, list[float]] = {name: [] for name in endpoints}
-    p99s: dict[str, list[float]] = {name: [] for name in endpoints}
+    tokens = {label: api.login() for label, api in servers.items()}
     files = {}
     for name, paths in endpoints.items():
         files[name] = workdir / f"paths-{len(files)}.txt"
         files[name].write_text("\n".join(paths) + "\n")
+    results: dict[tuple[str, str], tuple[list[float], list[float]]] = {
+        (label, name): ([], []) for label in servers for name in endpoints
+    }
     # Warm up every worker process and code path (imports, caches) before measuring.
-    for name in endpoints:
-        _wrk(api, script, files[name], 1, token)
-    for _ in range(rounds):
+    for label, api in servers.items():
         for name in endpoints:
-            rate, p99 = _wrk(api, script, files[name], seconds, token)
-            rates[name].append(rate)
-            p99s[name].append(p99)
-    label = f"{api.workers} uvicorn worker{'s' if api.workers > 1 else ''}"
-    base_rate = Series(f"{BASELINE}, {label}", "req/s", rates[BASELINE])
-    base_p99 = Series(f"{BASELINE}, {label}, p99", "ms", p99s[BASELINE])
+            _wrk(api, script, files[name], 1, tokens[label])
+    for _ in range(rounds):
+        for label, api in servers.items():
+            for name in endpoints:
+                rate, p99 = _wrk(api, script, files[name], seconds, tokens[label])
+                results[(label, name)][0].append(rate)
+                results[(label, name)][1].append(p99)
+    return results
+
+
+def _load_figures(results: dict, label: str, endpoints: dict[str, list[str]]) -> list[Figure]:
+    base_rate = Series(f"{BASELINE}, {label}", "req/s", results[(label, BASELINE)][0])
+    base_p99 = Series(f"{BASELINE}, {label}, p99", "ms", results[(label, BASELINE)][1])
     figures = []
     for name in endpoints:
         if name == BASELINE:
             continue
-        rate = Series(f"{name}, {label}", "req/s", rates[name])
-        p99 = Series(f"{name}, {label}, p99", "ms", p99s[name])
+        rate = Series(f"{name}, {label}", "req/s", results[(label, name)][0])
+        p99 = Series(f"{name}, {label}, p99", "ms", results[(label, name)][1])
         passed = rate.median >= GATE_RATE and p99.median < GATE_P99_MS
         gate = f">= {GATE_RATE:,.0f} req/s with p99 < {GATE_P99_MS:g} ms"
         figures.append(Figure(SECTION, rate, base_rate, better="higher", gate=gate, gate_passed=passed))
         figures.append(Figure(SECTION, p99, base_p99, gate=gate, gate_passed=passed))
+    return figures
+
+
+def _http_layer_figures(results: dict, fast: str, slow: str, endpoints: dict[str, list[str]]) -> list[Figure]:
+    """The same server with and without uvloop + httptools (the before/after of that change)."""
+    figures = []
+    for name in endpoints:
+        figures.append(
+            Figure(
+                SECTION,
+                Series(f"{name}, {fast}, httptools + uvloop", "req/s", results[(fast, name)][0]),
+                Series(f"{slow}", "req/s", results[(slow, name)][0]),
+                better="higher",
+            )
+        )
     return figures
 
 
@@ -204,9 +230,19 @@ def run(quick: bool = False) -> list[Figure]:
             "GET /api/applications": ["/api/applications"],
             "GET /api/service/{id}": [f"/api/service/{service}" for service in ids],
         }
-        for workers in worker_counts:
-            with Api(data_dir, workers=workers) as api:
-                figures += _load_figures(api, workdir, endpoints, rounds, seconds)
+        labels = {count: f"{count} uvicorn worker{'s' if count > 1 else ''}" for count in worker_counts}
+        slow = f"{labels[1]}, h11 + asyncio"
+        with contextlib.ExitStack() as stack:
+            servers = {
+                label: stack.enter_context(Api(data_dir, workers=count)) for count, label in labels.items()
+            }
+            servers[slow] = stack.enter_context(
+                Api(data_dir, workers=1, uvicorn_args=["--loop", "asyncio", "--http", "h11"])
+            )
+            results = _measure_load(servers, workdir, endpoints, rounds, seconds)
+        for label in labels.values():
+            figures += _load_figures(results, label, endpoints)
+        figures += _http_layer_figures(results, labels[1], slow, endpoints)
         size = len(ids)
     figures[-1].notes.append(
         f"{size:,} services in {applications} applications, one instance requested each (registered "

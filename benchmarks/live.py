@@ -78,11 +78,14 @@ class Api:
         inventory: Path | None = None,
         workers: int = 1,
         env: dict[str, str] | None = None,
+        uvicorn_args: list[str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.inventory = inventory
         self.workers = workers
         self.env = env or {}
+        # Given: the same app served by `python -m uvicorn` with these options instead of `grove api`.
+        self.uvicorn_args = uvicorn_args
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.log = data_dir / "api.log"
@@ -96,11 +99,19 @@ class Api:
     def start(self) -> Api:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.port = free_port()
-        argv = [str(BIN / "grove"), "api", "--host", "127.0.0.1", "--port", str(self.port)]
-        argv += ["--data-dir", str(self.data_dir), "--workers", str(self.workers)]
-        if self.inventory is not None:
-            argv += ["--inventory", str(self.inventory)]
         env = {**ansible_env(), **self.env}
+        if self.uvicorn_args is None:
+            argv = [str(BIN / "grove"), "api", "--host", "127.0.0.1", "--port", str(self.port)]
+            argv += ["--data-dir", str(self.data_dir), "--workers", str(self.workers)]
+            if self.inventory is not None:
+                argv += ["--inventory", str(self.inventory)]
+        else:
+            argv = [str(BIN / "python"), "-m", "uvicorn", "grove_api.main:app_from_env", "--factory"]
+            argv += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
+            argv += ["--log-level", "warning", *self.uvicorn_args]
+            env["GROVE_DATA_DIR"] = str(self.data_dir)
+            if self.inventory is not None:
+                env["GROVE_INVENTORY"] = str(self.inventory)
         env.pop("GROVE_ADMIN_PASSWORD", None)
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(

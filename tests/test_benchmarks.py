@@ -58,6 +58,8 @@ def test_the_api_benchmark_drives_a_live_grove_api_with_wrk(tmp_path):
     ):
         assert row in text
     assert "GET /api/docs, 1 uvicorn worker: " in text  # the same server's trivial route, same run
+    assert "| GET /api/service/{id}, 1 uvicorn worker, httptools + uvloop |" in text
+    assert "1 uvicorn worker, h11 + asyncio: " in text
     assert bench_api.SECTION in text
 
 
@@ -67,7 +69,11 @@ def test_the_deploy_benchmark_runs_through_grove_api_on_the_test_bed(testbed, tm
     from benchmarks.harness import write  # noqa: PLC0415
 
     figures = bench_deploy.run(quick=True, inventory=testbed.inventory)
-    _check_figures(figures, [bench_deploy.SECTION, bench_deploy.BURST, bench_deploy.FOOTPRINT])
+    sections = [bench_deploy.SECTION, bench_deploy.BURST, bench_deploy.FOOTPRINT, bench_deploy.OPTIMISED]
+    _check_figures(figures, sections)
+    before_after = [f for f in figures if f.section == bench_deploy.OPTIMISED]
+    assert len(before_after) == len(bench_deploy.OPTIMISATIONS) + 1  # each, and the burst with Mitogen
+    assert all(f.baseline is not None and f.baseline.name.startswith("before") for f in before_after)
     names = [figure.measured.name for figure in figures]
     assert "POST instance until RUNNING, 2 one after another" in names
     assert "4 requests at once: ansible-playbook runs" in names
@@ -83,5 +89,6 @@ def test_the_deploy_benchmark_runs_through_grove_api_on_the_test_bed(testbed, tm
     # Everything the benchmark started is gone: its instances, its raw containers, its processes.
     for host in testbed.hosts:
         listed = testbed.host_shell(host, ["ctr", "-n", "grove", "containers", "ls", "-q"]).stdout.split()
-        assert not [name for name in listed if name.startswith(("bench-raw-", "latency.", "burst"))], listed
+        ours = ("bench-raw-", "latency.", "burst", "ab")
+        assert not [name for name in listed if name.startswith(ours)], listed
         assert testbed.host_shell(host, ["ip", "netns", "list"]).stdout.count("bench-raw-") == 0

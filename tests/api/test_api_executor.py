@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
+from pathlib import Path
 
+import pytest
+import yaml
 from conftest import make_settings
 from grove_api.jobs.executor import (
     RUN_MARKER,
@@ -159,3 +162,75 @@ def test_closing_connections_without_any_is_a_no_op(tmp_path):
     control_dir(settings).mkdir(parents=True)
     (control_dir(settings) / "not-a-socket").write_text("")
     assert close_connections(settings) == 0
+
+
+PING = textwrap.dedent("""\
+    - name: Ping
+      hosts: all
+      gather_facts: false
+      tasks:
+        - name: Ping
+          ansible.builtin.ping:
+    """)
+
+
+def _inventory_trusting(testbed, tmp_path, known_hosts: Path) -> Path:
+    """The test bed's inventory with another known_hosts file and without its own
+    ansible_ssh_host_key_checking, as an operator's inventory may well be."""
+    data = yaml.safe_load(testbed.inventory.read_text())
+    group_vars = data["all"]["vars"]
+    group_vars.pop("ansible_ssh_host_key_checking", None)
+    group_vars["ansible_ssh_common_args"] = (
+        f"-o UserKnownHostsFile={known_hosts} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes"
+    )
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.testbed
+@pytest.mark.parametrize("mitogen", [False, True], ids=["linear", "mitogen"])
+def test_a_worker_answering_with_another_host_key_is_refused(testbed, tmp_path, mitogen):
+    impostor = tmp_path / "impostor"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)], check=True)
+    real_keys = Path(
+        yaml.safe_load(testbed.inventory.read_text())["all"]["vars"]["ansible_ssh_common_args"]
+        .split("UserKnownHostsFile=")[1]
+        .split()[0]
+    ).read_text()
+    wrong = tmp_path / "wrong_known_hosts"
+    wrong.write_text(
+        "".join(
+            f"{hv['ansible_host']} {' '.join(impostor.with_suffix('.pub').read_text().split()[:2])}\n"
+            for hv in testbed.hosts.values()
+        )
+    )
+    right = tmp_path / "right_known_hosts"
+    right.write_text(real_keys)
+    playbook = tmp_path / "ping.yml"
+    playbook.write_text(PING)
+    results = {}
+    # The impostor first, each case with a data dir (and SSH control directory) of its own: a
+    # master connection opened with the right keys would otherwise carry the second run.
+    for name, known_hosts in (("wrong", wrong), ("right", right)):
+        settings = make_settings(tmp_path / name, mitogen=mitogen)
+        private = tmp_path / name / "job"
+        private.mkdir(parents=True)
+        events = []
+        try:
+            results[name] = AnsibleRunnerExecutor(settings).run(
+                RunRequest(
+                    playbook=playbook,
+                    inventory=_inventory_trusting(testbed, tmp_path / name, known_hosts),
+                    private_dir=private,
+                    extravars={},
+                    event_handler=lambda event, events=events: events.append(event["event"]) or False,
+                )
+            )
+        finally:
+            close_connections(settings)
+        results[name + "_events"] = events
+    assert results["right"].status == "successful", results["right_events"]
+    assert results["wrong"].status == "failed"
+    assert "runner_on_unreachable" in results["wrong_events"]
+    assert "runner_on_ok" not in results["wrong_events"]
