@@ -41,7 +41,9 @@ class Settings(BaseSettings):
 
     repo_root: Path = Field(SOURCE_ROOT, description="holds ansible.cfg, collections/ and roles/")
     playbook_dir: Path | None = Field(None, description="default: REPO_ROOT/playbooks")
-    job_batch_seconds: float = Field(0.5, ge=0, description="wait for more requests before a run starts")
+    job_batch_seconds: float = Field(
+        1.0, ge=0, description="the longest a run waits for more requests after the first one"
+    )
     job_poll_seconds: float = Field(2.0, gt=0, description="how often a worker process looks for queued jobs")
     job_retry_seconds: float = Field(60, gt=0, description="wait before retrying a removal that failed")
     job_max_attempts: int = Field(
