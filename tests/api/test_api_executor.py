@@ -4,7 +4,9 @@ finds the collection, events reach the handler with the fields the recorder read
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from grove_api.jobs.executor import (
     RunRequest,
     ansible_environment,
     close_connections,
+    configured_ssh_args,
     control_dir,
     run_processes,
     stop_run_processes,
@@ -234,3 +237,21 @@ def test_a_worker_answering_with_another_host_key_is_refused(testbed, tmp_path, 
     assert results["wrong"].status == "failed"
     assert "runner_on_unreachable" in results["wrong_events"]
     assert "runner_on_ok" not in results["wrong_events"]
+
+
+def test_mitogen_runs_share_ssh_masters_through_a_control_path_in_ssh_args(tmp_path):
+    # make_settings puts the data dir at PATH/data: a short PATH keeps the control path short.
+    short = make_settings(Path(tempfile.mkdtemp(prefix="g")), mitogen=True)
+    try:
+        env = _runner_env(tmp_path, short)
+        assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
+        assert env["ANSIBLE_SSH_ARGS"].startswith(configured_ssh_args(short))
+        assert env["ANSIBLE_SSH_ARGS"].endswith(f" -o ControlPath={control_dir(short)}/%C")
+        assert "ControlPersist=60s" in env["ANSIBLE_SSH_ARGS"]  # ansible.cfg's own options stay
+    finally:
+        shutil.rmtree(short.data_dir.parent, ignore_errors=True)
+    # A control path too long for a socket address: no sharing rather than failing connections.
+    deep = make_settings(tmp_path / ("d" * 60), mitogen=True)
+    assert "ANSIBLE_SSH_ARGS" not in _runner_env(tmp_path, deep)
+    linear = _runner_env(tmp_path, make_settings(tmp_path, mitogen=False))
+    assert "ANSIBLE_SSH_ARGS" not in linear and linear.get("ANSIBLE_STRATEGY") != "mitogen_linear"

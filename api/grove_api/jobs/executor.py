@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import logging
 import os
 import signal
@@ -102,10 +103,36 @@ def ansible_environment(settings: Settings, private_dir: Path | None = None) -> 
     if settings.mitogen:
         env.update(mitogen_environment())
     if settings.ssh_shared_connections:
-        # ansible-runner gives every run a control path directory of its own, so each run would
-        # open (and leave open for ControlPersist) new connections: one directory for all runs
-        # keeps one master connection per worker instead (docs/benchmarks.md has the figures).
-        env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir(settings))
+        env.update(shared_connections_environment(settings))
+    return env
+
+
+# ssh needs the control socket's path, plus the temporary suffix it adds while creating it, to fit
+# in a socket address (108 bytes); %C expands to 40 characters.
+MAX_CONTROL_DIR = 48
+
+
+def configured_ssh_args(settings: Settings) -> str:
+    """[ssh_connection] ssh_args of the ansible.cfg the runs use (Ansible's default without one)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(settings.repo_root / "ansible.cfg")
+    return parser.get("ssh_connection", "ssh_args", fallback="-C -o ControlMaster=auto -o ControlPersist=60s")
+
+
+def shared_connections_environment(settings: Settings) -> dict[str, str]:
+    """SSH master connections that outlive one run, in a control directory of the API's own.
+
+    Without it runs use ~/.ansible/cp, shared with root's own ansible runs (a master opened with
+    other options would carry the API's jobs), and their masters outlive `grove api`. Ansible's
+    ssh connection puts its sockets in ANSIBLE_SSH_CONTROL_PATH_DIR; Mitogen's only multiplexes
+    with a ControlPath in ssh_args, else every run opens new connections (docs/benchmarks.md)."""
+    directory = control_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    env = {"ANSIBLE_SSH_CONTROL_PATH_DIR": str(directory)}
+    if settings.mitogen and len(str(directory)) <= MAX_CONTROL_DIR:
+        args = os.environ.get("ANSIBLE_SSH_ARGS") or configured_ssh_args(settings)
+        if "ControlPersist" in args and "ControlPath" not in args:
+            env["ANSIBLE_SSH_ARGS"] = f"{args} -o ControlPath={directory}/%C"
     return env
 
 
