@@ -32,7 +32,9 @@ integration: setup
 test: setup lint sanity
 	python -m pytest $(PYTEST_ARGS)
 
-# Figures next to their same-run baselines; writes docs/benchmarks.md. Not part of `make test`.
+# Figures next to their same-run baselines; writes docs/benchmarks.md (~15 min). Not part of
+# `make test`. The test bed benchmarks take /run/lock/grove-testbed.lock themselves (a lock held
+# by `flock /run/lock/grove-testbed.lock make bench` is used as it is) and leave the test bed down.
 bench: setup
 	python -m benchmarks.run
 

@@ -13,7 +13,6 @@ test bed's network namespaces.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shlex
@@ -27,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.harness import Figure, Series, machine, markdown, text_table
+from benchmarks.live import testbed_lock
 
 SECTION = "Service address vs. instance address (data path on the test bed)"
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +38,6 @@ ENV = {
     "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
     "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
 }
-LOCK = "/run/lock/grove-testbed.lock"
 APP = "benchnet.test"
 CLIENT = f"{APP}.client.test.instance.0"
 TARGETS = {
@@ -201,8 +200,7 @@ def figures(results: dict[str, dict], counts: Counts) -> list[Figure]:
 def run(quick: bool = False, counts: Counts | None = None) -> list[Figure]:
     """Every figure of the benchmark; quick: a handful of samples, to check the harness only."""
     counts = QUICK if quick else (counts or Counts())
-    with open(LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with testbed_lock():
         run_command([str(BIN / "grove"), "testbed", "down"])
         try:
             inventory = run_command([str(BIN / "grove"), "testbed", "up"]).stdout.strip().splitlines()[-1]

@@ -15,9 +15,10 @@ from pathlib import Path
 from benchmarks.harness import text_table, write
 
 REPO = Path(__file__).resolve().parent.parent
-# Each module has run(quick) -> list[Figure] and SECTION; the intro of a section is its docstring.
-# bench_datapath needs root and the test bed (it takes the test bed lock).
-BENCHMARKS = ("bench_scheduler", "bench_datapath")
+# Each module has run(quick) -> list[Figure] and SECTION; the intro of a section is the module's
+# docstring. A module whose figures go to more sections gives their intros in INTROS {section: text}.
+# The test bed benchmarks (deploy, datapath) need root and take the test bed lock themselves.
+BENCHMARKS = ("bench_scheduler", "bench_api", "bench_deploy", "bench_datapath")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text_table(produced), flush=True)
         figures += produced
         intro[module.SECTION] = " ".join((module.__doc__ or "").split())
+        intro.update(getattr(module, "INTROS", {}))
     write(args.output, figures, intro)
     print(f"wrote {args.output}")
     failed = [f.measured.name for f in figures if f.gate_passed is False]

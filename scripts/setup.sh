@@ -9,7 +9,7 @@ APT_PACKAGES=(
   openssh-server openssh-client
   umoci skopeo busybox-static docker-registry nginx-light curl
   procps util-linux psmisc ca-certificates jq git make python3 python3-venv
-  shellcheck
+  shellcheck wrk
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -446,3 +446,55 @@ def test_a_requeued_job_says_so_when_it_is_done(sim_api):
     record = _job(api, job)
     assert record["state"] == "succeeded"
     assert record["status_detail"] == "done (re-queued after 1 interrupted run(s))"
+
+
+class _FakeClock:
+    """time.time for the runner, moved on only by the runner's own waits."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.waited: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        self.waited.append(seconds)
+        self.now += seconds
+        return False
+
+
+def _batching_runner(tmp_path, monkeypatch, arrivals):
+    """A runner whose queue gets a job at each of `arrivals` (seconds), on a fake clock."""
+    from conftest import make_settings  # noqa: PLC0415
+    from grove_api.jobs import runner as runner_module  # noqa: PLC0415
+    from grove_api.store.sqlite import SQLiteStore  # noqa: PLC0415
+
+    settings = make_settings(tmp_path, job_batch_seconds=2.0, job_batch_quiet_seconds=0.2)
+    runner = JobRunner(settings, SQLiteStore(tmp_path / "grove.db"))
+    clock = _FakeClock(arrivals[0])
+    monkeypatch.setattr(runner_module, "time", clock)
+    monkeypatch.setattr(runner, "_stopping", clock)
+    monkeypatch.setattr(runner, "_queued", lambda: [{"created_at": at} for at in arrivals if at <= clock.now])
+    return runner, clock
+
+
+def test_a_lone_request_starts_after_the_quiet_period_not_the_whole_window(tmp_path, monkeypatch):
+    runner, clock = _batching_runner(tmp_path, monkeypatch, [100.0])
+    assert runner._batch(runner._queued()) == [{"created_at": 100.0}]
+    assert clock.now == 100.2
+
+
+def test_a_burst_is_taken_whole_while_requests_keep_coming(tmp_path, monkeypatch):
+    arrivals = [100.0 + 0.1 * n for n in range(10)]  # one every 0.1 s for 0.9 s
+    runner, clock = _batching_runner(tmp_path, monkeypatch, arrivals)
+    assert len(runner._batch(runner._queued())) == 10
+    assert round(clock.now, 6) == 101.1  # 0.2 s after the last one
+
+
+def test_a_burst_longer_than_the_window_starts_at_its_end(tmp_path, monkeypatch):
+    arrivals = [100.0 + 0.1 * n for n in range(40)]  # 4 s of requests; the window is 2 s
+    runner, clock = _batching_runner(tmp_path, monkeypatch, arrivals)
+    taken = runner._batch(runner._queued())
+    assert round(clock.now, 6) == 102.0
+    assert len(taken) == 21  # those that arrived within the window; the rest go to the next run

@@ -19,7 +19,13 @@ from typing import Any
 
 from grove_api.jobs import facts as facts_module
 from grove_api.jobs.events import RunRecorder
-from grove_api.jobs.executor import AnsibleRunnerExecutor, Executor, RunRequest, stop_run_processes
+from grove_api.jobs.executor import (
+    AnsibleRunnerExecutor,
+    Executor,
+    RunRequest,
+    close_connections,
+    stop_run_processes,
+)
 from grove_api.jobs.plan import build_plan
 from grove_api.jobs.queue import FAILED, QUEUED, REMOVE, RUNNING, SUCCEEDED, JobQueue
 from grove_api.services import status as st
@@ -83,6 +89,11 @@ class JobRunner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            # The SSH master connections the runs share would outlive the API (ControlPersist);
+            # not while another API process of this inventory is in the middle of a run.
+            with try_lock(self.lock_path) as held:
+                if held:
+                    close_connections(self.settings)
 
     @property
     def stopping(self) -> bool:
@@ -108,15 +119,34 @@ class JobRunner:
             self.recover()
             jobs = self._queued()
             if jobs:
-                wait = self.settings.job_batch_seconds - (time.time() - min(j["created_at"] for j in jobs))
-                if wait > 0 and self._stopping.wait(wait):
+                jobs = self._batch(jobs)
+                if not jobs:
                     return False
-                self.run_jobs(self._queued())
+                self.run_jobs(jobs)
                 return True
             if self._facts_due():
                 self.refresh_facts()
                 return True
         return False
+
+    def _batch(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Wait for more requests, at most job_batch_seconds after the oldest, but no longer than
+        job_batch_quiet_seconds after the newest: a lone request starts at once, a burst is taken
+        whole. The jobs to run; none when stopping."""
+        while jobs:
+            now = time.time()
+            oldest = min(j["created_at"] for j in jobs)
+            newest = max(j["created_at"] for j in jobs)
+            wait = min(
+                self.settings.job_batch_seconds - (now - oldest),
+                self.settings.job_batch_quiet_seconds - (now - newest),
+            )
+            if wait <= 0:
+                return jobs
+            if self._stopping.wait(wait):
+                return []
+            jobs = self._queued()
+        return jobs
 
     def _queued(self) -> list[dict[str, Any]]:
         return self.store.find("jobs", {"state": QUEUED, "inventory": self.inventory})
