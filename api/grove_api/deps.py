@@ -18,14 +18,17 @@ bearer = HTTPBearer(
 )
 
 
-def get_grove(request: Request) -> Grove:
+# The dependencies are coroutines although nothing in them awaits: FastAPI runs a plain function
+# in its thread pool, a hop per dependency and request that costs more than their work
+# (docs/benchmarks.md, API).
+async def get_grove(request: Request) -> Grove:
     return request.app.state.grove
 
 
 GroveDep = Annotated[Grove, Depends(get_grove)]
 
 
-def get_store(grove: GroveDep) -> Store:
+async def get_store(grove: GroveDep) -> Store:
     return grove.store
 
 
@@ -33,7 +36,7 @@ StoreDep = Annotated[Store, Depends(get_store)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def bearer_token(credentials: BearerDep) -> str:
+async def bearer_token(credentials: BearerDep) -> str:
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("missing token: send `Authorization: Bearer <token>` (POST /api/auth/login)")
     return credentials.credentials
@@ -42,7 +45,7 @@ def bearer_token(credentials: BearerDep) -> str:
 TokenDep = Annotated[str, Depends(bearer_token)]
 
 
-def current_user(grove: GroveDep, token: TokenDep) -> Principal:
+async def current_user(grove: GroveDep, token: TokenDep) -> Principal:
     return grove.accounts.principal(token)
 
 

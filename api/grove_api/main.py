@@ -16,6 +16,8 @@ from grove_api.routers import applications, auth, clusters, jobs, organizations,
 from grove_api.settings import Settings
 from grove_api.store import Store
 
+ROUTERS = (auth, users, organizations, applications, services, clusters, jobs)
+
 log = logging.getLogger("grove_api")
 
 DESCRIPTION = """\
@@ -57,8 +59,7 @@ def create_app(
     )
     http.install(app, settings.max_body_bytes)
     docs.install(app)
-    routers = (auth, users, organizations, applications, services, clusters, jobs)
-    for module in routers:
+    for module in ROUTERS:
         app.include_router(module.router)
     _document_descriptor(app)
     return app

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import re
+from pathlib import Path
 
 from conftest import make_settings
 from fastapi.testclient import TestClient
 from grove_api.main import create_app
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_cors_preflight_is_answered_for_any_origin_with_authorization_and_content_type(api):
@@ -138,3 +143,47 @@ def test_every_endpoint_but_login_answers_401_without_a_token(api):
             assert answer.json()["message"]
             checked += 1
     assert checked >= 30
+
+
+def test_every_get_runs_on_the_event_loop_and_only_reads(api):
+    # GET handlers are coroutines (no thread pool hop: docs/benchmarks.md, API), so they must never
+    # wait for the store's write lock: each GET answers with every write of the store refused.
+    from fastapi.routing import APIRoute  # noqa: PLC0415
+    from grove_api.main import ROUTERS  # noqa: PLC0415
+
+    routes = [r for module in ROUTERS for r in module.router.routes]
+    gets = [r for r in routes if isinstance(r, APIRoute) and "GET" in r.methods]
+    assert len(gets) >= 15
+    assert [r.path for r in gets if not inspect.iscoroutinefunction(r.endpoint)] == []
+    headers = api.auth()
+    descriptor = json.loads((REPO / "examples" / "clientsrvr.json").read_text())
+    app = api.client.post("/api/application", json=descriptor, headers=headers).json()[0]
+    service = app["microservices"][1]
+    job = api.client.post(f"/api/service/{service}/instance", headers=headers).json()["job_id"]
+    admin = api.client.get("/api/user/Admin", headers=headers).json()
+    store = api.grove.store
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a GET wrote to the store")
+
+    ids = {
+        "username": "Admin",
+        "userid": admin["_id"]["$oid"],
+        "appid": app["applicationID"],
+        "serviceid": service,
+        "job_id": job,
+        "organization_id": "0" * 24,
+    }
+    for name in ("insert", "update", "delete", "increment"):
+        setattr(store, name, refused)
+    checked = 0
+    for route in gets:
+        path = route.path
+        for name, value in ids.items():
+            path = path.replace("{" + name + "}", value)
+        if path.startswith("/api/docs") or "{" in path:
+            continue
+        answer = api.client.get(path, headers=headers)
+        assert answer.status_code in (200, 404), (path, answer.status_code, answer.text)
+        checked += answer.status_code == 200
+    assert checked >= 12

@@ -30,19 +30,19 @@ def register_applications(body: Annotated[Any, Body()], grove: GroveDep, caller:
 
 
 @router.get("/api/applications", response_model=list[ApplicationOut], responses=errors(403))
-def all_applications(grove: GroveDep, caller: CurrentUser) -> list[dict]:
+async def all_applications(grove: GroveDep, caller: CurrentUser) -> list[dict]:
     """Admin: everyone's applications."""
     return [application_view(app) for app in grove.catalog.all_applications(caller)]
 
 
 @router.get("/api/applications/{userid}", response_model=list[ApplicationOut], responses=errors(404))
-def user_applications(userid: str, grove: GroveDep, caller: CurrentUser) -> list[dict]:
+async def user_applications(userid: str, grove: GroveDep, caller: CurrentUser) -> list[dict]:
     """The applications of the user with this `_id` (the caller's own; Admin: anyone's)."""
     return [application_view(app) for app in grove.catalog.applications_of_user_id(caller, userid)]
 
 
 @router.get("/api/application/{appid}", response_model=ApplicationOut, responses=errors(404))
-def get_application(appid: str, grove: GroveDep, caller: CurrentUser) -> dict:
+async def get_application(appid: str, grove: GroveDep, caller: CurrentUser) -> dict:
     return application_view(grove.catalog.application(caller, appid))
 
 

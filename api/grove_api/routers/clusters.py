@@ -12,14 +12,14 @@ router = APIRouter(prefix="/api/clusters", tags=["clusters"])
 
 
 @router.get("", response_model=list[ClusterOut], responses=errors())
-def all_clusters(grove: GroveDep, caller: CurrentUser) -> list[dict]:
+async def all_clusters(grove: GroveDep, caller: CurrentUser) -> list[dict]:
     """Every cluster (an inventory group). Oakestra serves this without a token; Grove wants one."""
     del caller
     return grove.clusters.list()
 
 
 @router.get("/active", response_model=list[ClusterOut], responses=errors())
-def active_clusters(grove: GroveDep, caller: CurrentUser) -> list[dict]:
+async def active_clusters(grove: GroveDep, caller: CurrentUser) -> list[dict]:
     """Clusters with a worker that answered the last facts read, if that read is recent."""
     del caller
     return grove.clusters.list(active_only=True)

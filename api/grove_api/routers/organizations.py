@@ -13,7 +13,7 @@ router = APIRouter(prefix="/api/organization", tags=["organizations"])
 
 
 @router.get("", response_model=list[OrganizationOut], responses=errors(403))
-def list_organizations(grove: GroveDep, caller: CurrentUser) -> list[dict]:
+async def list_organizations(grove: GroveDep, caller: CurrentUser) -> list[dict]:
     return grove.accounts.list_organizations(caller)
 
 
@@ -24,7 +24,7 @@ def create_organization(body: OrganizationIn, grove: GroveDep, caller: CurrentUs
 
 
 @router.get("/{organization_id}", response_model=OrganizationOut, responses=errors(403, 404))
-def get_organization(organization_id: str, grove: GroveDep, caller: CurrentUser) -> dict:
+async def get_organization(organization_id: str, grove: GroveDep, caller: CurrentUser) -> dict:
     return grove.accounts.get_organization(caller, organization_id)
 
 

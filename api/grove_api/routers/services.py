@@ -31,18 +31,18 @@ def add_services(body: Annotated[Any, Body()], grove: GroveDep, caller: CurrentU
 
 
 @router.get("/api/services", response_model=list[ServiceOut], responses=errors())
-def all_services(grove: GroveDep, caller: CurrentUser) -> list[dict]:
+async def all_services(grove: GroveDep, caller: CurrentUser) -> list[dict]:
     """Admin: every service; other users: their own."""
     return _views(grove, grove.catalog.all_services(caller))
 
 
 @router.get("/api/services/{appid}", response_model=list[ServiceOut], responses=errors(404))
-def application_services(appid: str, grove: GroveDep, caller: CurrentUser) -> list[dict]:
+async def application_services(appid: str, grove: GroveDep, caller: CurrentUser) -> list[dict]:
     return _views(grove, grove.catalog.services_of(caller, appid))
 
 
 @router.get("/api/service/{serviceid}", response_model=ServiceOut, responses=errors(404))
-def get_service(serviceid: str, grove: GroveDep, caller: CurrentUser) -> dict:
+async def get_service(serviceid: str, grove: GroveDep, caller: CurrentUser) -> dict:
     """The service with every descriptor field, its status (RUNNING once all instances run) and
     `instance_list`."""
     return _views(grove, [grove.catalog.service(caller, serviceid)])[0]

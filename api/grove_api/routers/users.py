@@ -13,7 +13,7 @@ router = APIRouter(tags=["users"])
 
 
 @router.get("/api/user/{username}", response_model=UserOut, responses=errors(404))
-def get_user(username: str, grove: GroveDep, caller: CurrentUser) -> dict:
+async def get_user(username: str, grove: GroveDep, caller: CurrentUser) -> dict:
     """The user (the caller, or anyone for Admin). Never with the password hash."""
     return grove.accounts.get_user(caller, username)
 
@@ -39,18 +39,18 @@ def delete_user(username: str, grove: GroveDep, caller: CurrentUser) -> dict:
 
 
 @router.get("/api/users", response_model=list[UserOut], responses=errors(403))
-def list_users(grove: GroveDep, caller: CurrentUser) -> list[dict]:
+async def list_users(grove: GroveDep, caller: CurrentUser) -> list[dict]:
     """Admin: every user."""
     return grove.accounts.list_users(caller)
 
 
 @router.get("/api/users/{organization_id}", response_model=list[UserOut], responses=errors(403, 404))
-def list_organization_users(organization_id: str, grove: GroveDep, caller: CurrentUser) -> list[dict]:
+async def list_organization_users(organization_id: str, grove: GroveDep, caller: CurrentUser) -> list[dict]:
     """Admin: the members of an organization, with their roles there."""
     return grove.accounts.list_organization_users(caller, organization_id)
 
 
 @router.get("/api/permission/{username}", response_model=RolesOut, responses=errors(404))
-def permissions(username: str, grove: GroveDep, caller: CurrentUser) -> dict:
+async def permissions(username: str, grove: GroveDep, caller: CurrentUser) -> dict:
     """The user's roles (the caller's own, or anyone's for Admin)."""
     return {"roles": grove.accounts.roles_of(caller, username)}

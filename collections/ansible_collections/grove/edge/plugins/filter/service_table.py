@@ -40,8 +40,8 @@ options:
     description:
       - Instances that are about to be removed. They are no backends any more, so that the
         tables can be updated before the instances stop and no new connection reaches them.
-      - Each is a removal of M(grove.edge.schedule) (a dict with C(worker), C(service) and
-        C(instance_number)): only the copy on that worker leaves, so a duplicate removed from one
+      - Each is a removal of M(grove.edge.schedule), a dict with C(worker), C(service) and
+        C(instance_number). Only the copy on that worker leaves, so a duplicate removed from one
         worker keeps the copy that stays on another as a backend. A plain instance id means the
         instance on every worker.
     type: list
