@@ -58,7 +58,11 @@ done
 echo "Swagger UI: $API/api/docs (log in as Admin/Admin)"
 
 step "The seed over HTTP: log in, POST /api/application, POST /api/service/{id}/instance per service"
-seed=$(scripts/api-seed.sh "$DESCRIPTOR")
+if ! seed=$(scripts/api-seed.sh "$DESCRIPTOR"); then
+  printf '%s\n' "$seed"
+  echo "demo: the seed's walkthrough did not end with every instance RUNNING (log: $DATA_DIR/api.log)" >&2
+  exit 1
+fi
 printf '%s\n' "$seed"
 app_id=$(tail -n 1 <<<"$seed")
 url=$(sed -n 's|^clientsrvr\.test\.nginx\.test instance 0: RUNNING .* \(http://[^ ]*\)$|\1|p' <<<"$seed")

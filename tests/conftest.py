@@ -13,7 +13,15 @@ from collections.abc import Iterator
 
 import pytest
 from machine import Snapshot, tag_session, wait_clean
-from testbed_support import Testbed, bring_up, ensure_containerd, forget_testbed, grove, needs_root
+from testbed_support import (
+    Testbed,
+    bring_up,
+    current_testbed,
+    ensure_containerd,
+    forget_testbed,
+    grove,
+    needs_root,
+)
 
 # There is one test bed per machine (its names and address ranges are fixed): two test runs at once
 # would tear down each other's hosts, so a run holds this lock for as long as it uses the test bed.
@@ -78,35 +86,48 @@ def _check_nothing_left(before: Snapshot) -> None:
     assert not added, f"left behind by the test session: {added}"
 
 
-def _shaped(testbed_session, fixture: str) -> Iterator[Testbed]:
+def _shaped(testbed_session, fixture: str) -> Testbed:
     bed = testbed_session(*SHAPES[fixture])
     ensure_containerd(bed)
-    yield bed
-    _no_instances_left(bed)
+    return bed
 
 
-def _no_instances_left(bed: Testbed) -> None:
-    # The test bed outlives each test: an instance one test leaves takes capacity from the next
-    # ones and fails them for no reason of their own. Fail the test that left it, and remove it.
+@pytest.fixture(scope="module", autouse=True)
+def _no_instances_left_by_the_module() -> Iterator[None]:
+    # The test bed outlives each test module: an instance a module leaves takes capacity from the
+    # next ones and fails them for no reason of their own. Fail the module's last test, and remove
+    # what it left. (Per module, not per test: a module's tests may share instances.)
+    yield
+    bed = current_testbed()
+    if bed is None:
+        return
     left = {}
     for host in bed.hosts:
         proc = bed.host_shell(host, ["ctr", "-n", "grove", "containers", "ls", "-q"], check=False)
         if ids := proc.stdout.split():
             left[host] = ids
-            for instance in ids:
-                service, _, number = instance.rpartition(".instance.")
-                args = {"service": service, "instance_number": int(number), "state": "absent"}
-                bed.module(host, "grove.edge.instance", dict(args, stop_timeout=1))
-    assert not left, f"instances left on the test bed's workers: {left}"
+            for container in ids:
+                _remove(bed, host, container)
+    assert not left, f"containers left on the test bed's workers: {left}"
+
+
+def _remove(bed: Testbed, host: str, container: str) -> None:
+    service, _, number = container.rpartition(".instance.")
+    if service and number.isdigit():
+        args = {"service": service, "instance_number": int(number), "state": "absent"}
+        bed.module(host, "grove.edge.instance", dict(args, stop_timeout=1))
+        return
+    for argv in (["task", "rm", "-f", container], ["containers", "rm", container]):
+        bed.host_shell(host, ["ctr", "-n", "grove", *argv], check=False)
 
 
 @pytest.fixture
-def testbed(testbed_session) -> Iterator[Testbed]:
+def testbed(testbed_session) -> Testbed:
     """One cluster of two workers with containerd configured by the containerd role."""
-    yield from _shaped(testbed_session, "testbed")
+    return _shaped(testbed_session, "testbed")
 
 
 @pytest.fixture
-def testbed_two_clusters(testbed_session) -> Iterator[Testbed]:
+def testbed_two_clusters(testbed_session) -> Testbed:
     """Two clusters of two workers each, with containerd configured by the containerd role."""
-    yield from _shaped(testbed_session, "testbed_two_clusters")
+    return _shaped(testbed_session, "testbed_two_clusters")

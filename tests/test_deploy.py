@@ -149,11 +149,17 @@ def test_unplaceable_descriptor_names_the_oakestra_status(testbed: Testbed, tmp_
     # Fits the cluster's aggregated free vcpus, but no single worker.
     vcpus = testbed.module("c1w1", "grove.edge.node_info", {})["node"]["vcpus"]
     curl["vcpus"], nginx["vcpus"] = 0.5, vcpus + 0.5
-    proc = testbed.playbook(DEPLOY, "-e", f"descriptor={write(tmp_path, greedy)}", check=False)
-    assert proc.returncode != 0
-    assert "clientsrvr.test.nginx.test instance 0: NO_WORKER_CAPACITY" in proc.stdout
-    assert f"needs {vcpus + 0.5:g} vcpus" in proc.stdout
-    assert not [i for i in instances_on(testbed) if i.startswith("clientsrvr.test.nginx")]
+    path = write(tmp_path, greedy)
+    try:
+        proc = testbed.playbook(DEPLOY, "-e", f"descriptor={path}", check=False)
+        assert proc.returncode != 0
+        assert "clientsrvr.test.nginx.test instance 0: NO_WORKER_CAPACITY" in proc.stdout
+        assert f"needs {vcpus + 0.5:g} vcpus" in proc.stdout
+        # What fits is deployed (the curl client); nothing of nginx is.
+        deployed = [i for i in instances_on(testbed) if i.startswith("clientsrvr.")]
+        assert deployed == ["clientsrvr.test.curl.test.instance.0"]
+    finally:
+        undeploy(testbed, "-e", f"descriptor={path}", "-e", "grove_stop_timeout=2")
 
 
 def test_instances_of_an_unreachable_worker_move_and_the_duplicate_goes_when_it_returns(

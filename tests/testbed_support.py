@@ -156,6 +156,11 @@ def bring_up(clusters: int, workers: int) -> Testbed:
     return _Bed.bed
 
 
+def current_testbed() -> Testbed | None:
+    """The test bed this session brought up and prepared, if any."""
+    return _Bed.bed if _Bed.containerd_ready else None
+
+
 def forget_testbed() -> None:
     _Bed.shape = None
     _Bed.bed = None

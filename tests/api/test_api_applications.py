@@ -243,3 +243,34 @@ def test_hostile_strings_are_stored_and_answered_verbatim(api):
     stored = api.client.get(f"/api/service/{app['microservices'][0]}", headers=api.auth()).json()
     assert stored["cmd"] == ["sh", "-c", HOSTILE]
     assert stored["environment"] == [f"SECRET={HOSTILE}"]
+
+
+def test_an_allocated_rr_ip_is_the_one_deploy_yml_derives_and_skips_taken_ones(api):
+    # The playbook path gives a service without rr_ip an address from a hash of its name: the API
+    # gives the same one, so its services keep their address whichever way they are deployed, and
+    # another store (a second API, a playbook run) picks the same address only for the same name.
+    from ansible_collections.grove.edge.plugins.module_utils._descriptor import (  # noqa: PLC0415
+        RR_IP_NETWORK,
+    )
+    from ansible_collections.grove.edge.plugins.module_utils._service_address import (  # noqa: PLC0415
+        hashed_address,
+    )
+
+    def derived(name: str, taken=frozenset()) -> str:
+        return str(hashed_address(name, taken, RR_IP_NETWORK))
+
+    other_nginx = "other.test.nginx.test"
+    first = seed()
+    # The first application's nginx holds the address other.test.nginx.test's hash points at.
+    first["applications"][0]["microservices"][1]["addresses"]["rr_ip"] = derived(other_nginx)
+    _post(api, first)
+    second = seed()
+    second["applications"][0]["application_name"] = "other"
+    second["applications"][0]["microservices"][1]["addresses"]["rr_ip"] = ""
+    assert _post(api, second).status_code == 200
+    by_name = {s["job_name"]: s["RR_ip"] for s in api.client.get("/api/services", headers=api.auth()).json()}
+    assert by_name["clientsrvr.test.curl.test"] == derived("clientsrvr.test.curl.test")
+    assert by_name["other.test.curl.test"] == derived("other.test.curl.test")
+    # Its hash lands on a taken address: the next free one, as deploy.yml probes.
+    taken = {hashed_address(other_nginx, frozenset(), RR_IP_NETWORK)}
+    assert by_name[other_nginx] == derived(other_nginx, taken) != derived(other_nginx)

@@ -8,13 +8,13 @@ import time
 from typing import Any
 
 from ansible_collections.grove.edge.plugins.module_utils import _descriptor
+from ansible_collections.grove.edge.plugins.module_utils._service_address import hashed_address
 
 from grove_api.errors import Conflict, FieldProblem, Forbidden, Invalid, NotFound
 from grove_api.services.accounts import Principal
 from grove_api.store import DuplicateError, Store
 
 RR_NETWORK = _descriptor.RR_IP_NETWORK
-RR_COUNTER = "rr_ip"
 
 
 def validated(body: Any, message: str) -> _descriptor.Descriptor:
@@ -36,6 +36,16 @@ def check_privileged(caller: Principal, descriptor: _descriptor.Descriptor, stri
 
 def visible(caller: Principal, record: dict[str, Any] | None) -> bool:
     return record is not None and (caller.is_admin or record.get("userId") == caller.name)
+
+
+class _StoredAddresses:
+    """The round-robin addresses the store's services hold, as `hashed_address` asks for them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __contains__(self, address: object) -> bool:
+        return bool(self.store.count("services", {"RR_ip": str(address)}))
 
 
 class Catalog:
@@ -127,13 +137,11 @@ class Catalog:
                         f"for {fqn} is already the address of {self._rr_ip_owner(rr_ip)}"
                     )
 
-    def _next_rr_ip(self) -> str:
-        size = RR_NETWORK.num_addresses - 2
-        while True:
-            number = self.store.increment(RR_COUNTER)
-            address = str(RR_NETWORK.network_address + 1 + (number - 1) % size)
-            if not self.store.count("services", {"RR_ip": address}):
-                return address
+    def _free_rr_ip(self, job_name: str) -> str:
+        # The address deploy.yml would give the service by itself (a hash of its name, probing
+        # past taken ones): the same with or without the API, and two stores (another API, a
+        # playbook run) seldom pick the same one for different services.
+        return str(hashed_address(job_name, _StoredAddresses(self.store), RR_NETWORK))
 
     def _insert_service(self, caller: Principal, app: dict[str, Any], raw: dict[str, Any], path: str) -> dict:
         spec = copy.deepcopy(raw)
@@ -145,7 +153,7 @@ class Catalog:
             spec["microservice_namespace"],
         )
         while True:
-            rr_ip = requested or self._next_rr_ip()
+            rr_ip = requested or self._free_rr_ip(job_name)
             try:
                 return self.store.insert(
                     "services",
@@ -164,7 +172,7 @@ class Catalog:
                 )
             except DuplicateError as error:
                 if error.fields == ("RR_ip",) and not requested:
-                    continue  # an explicitly chosen address took it meanwhile: take the next
+                    continue  # another request took it meanwhile: take the next
                 if error.fields == ("RR_ip",):
                     raise Conflict(
                         f"{path}.addresses.rr_ip: {rr_ip} for {job_name} is already the address of "
