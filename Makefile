@@ -30,7 +30,7 @@ integration: setup
 	python -m pytest -m testbed $(PYTEST_ARGS)
 
 test: setup lint sanity
-	python -m pytest $(PYTEST_ARGS)
+	python -m pytest --durations=15 $(PYTEST_ARGS)
 
 # Figures next to their same-run baselines; writes docs/benchmarks.md (~15 min). Not part of
 # `make test`. The test bed benchmarks take /run/lock/grove-testbed.lock themselves (a lock held

@@ -736,7 +736,7 @@ def _measure(inventory: Path, quick: bool) -> list[Figure]:
             burst_figures, burst = _burst(api, workers, size, repeat)
             figures += burst_figures
         figures += _footprint(workdir, latency, burst)
-        figures += _optimisations(inventory, workdir, env, count=2 if quick else 8, burst=burst, size=size)
+        figures += _optimisations(inventory, workdir, env, count=1 if quick else 8, burst=burst, size=size)
     return figures
 
 
