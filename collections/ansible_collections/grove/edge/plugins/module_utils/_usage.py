@@ -15,7 +15,8 @@ LOG_TAIL_LINES = 20
 NO_LIMIT = 1 << 62
 
 
-def _read(path: str) -> str:
+def read_text(path: str) -> str:
+    """A small kernel or config file's content, stripped; "" when it cannot be read."""
     try:
         with open(path) as handle:
             return handle.read().strip()
@@ -30,7 +31,7 @@ def _integer(text: str) -> int | None:
 def cgroup_paths(pid: int, proc: str = "/proc") -> dict[str, str]:
     """controller (or "" for cgroup v2) -> the process's cgroup path."""
     paths = {}
-    for line in _read(f"{proc}/{pid}/cgroup").splitlines():
+    for line in read_text(f"{proc}/{pid}/cgroup").splitlines():
         _hierarchy, _colon, rest = line.partition(":")
         controllers, _colon, path = rest.partition(":")
         if controllers == "":
@@ -43,7 +44,7 @@ def cgroup_paths(pid: int, proc: str = "/proc") -> dict[str, str]:
 
 def _first(candidates: list[str]) -> str:
     for candidate in candidates:
-        text = _read(candidate)
+        text = read_text(candidate)
         if text:
             return text
     return ""
@@ -83,7 +84,7 @@ def usage(pid: int | None, root: str = CGROUP_ROOT, proc: str = "/proc") -> dict
 
 def cpu_times(proc: str = "/proc") -> dict:
     """The whole host's busy and total CPU time (clock ticks, cumulative) from /proc/stat."""
-    fields = _read(f"{proc}/stat").splitlines()[:1]
+    fields = read_text(f"{proc}/stat").splitlines()[:1]
     numbers = [int(value) for value in fields[0].split()[1:] if value.isdigit()] if fields else []
     if len(numbers) < 5:
         return {"busy": None, "total": None}

@@ -188,7 +188,7 @@ from ansible_collections.grove.edge.plugins.module_utils._containerd import (
 )
 from ansible_collections.grove.edge.plugins.module_utils._lifecycle import default_cni_bin_dir
 from ansible_collections.grove.edge.plugins.module_utils._subnet_pool import SubnetError, parse_record
-from ansible_collections.grove.edge.plugins.module_utils._usage import cpu_times, log_tail, usage
+from ansible_collections.grove.edge.plugins.module_utils._usage import cpu_times, log_tail, read_text, usage
 
 # grove.edge.instance runs these; a worker without them cannot host an instance.
 CNI_PLUGINS = ("bridge", "host-local", "portmap", "bandwidth")
@@ -207,20 +207,12 @@ def meminfo() -> dict[str, int]:
     return values
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
-
-
 def gpus() -> list[dict]:
     found = []
     nvidia = "/proc/driver/nvidia/gpus"
     if os.path.isdir(nvidia):
         for bus in sorted(os.listdir(nvidia)):
-            info = _read(os.path.join(nvidia, bus, "information"))
+            info = read_text(os.path.join(nvidia, bus, "information"))
             model = re.search(r"^Model:\s*(.+)$", info, re.MULTILINE)
             found.append({"vendor": "nvidia", "model": model.group(1).strip() if model else "", "bus": bus})
         if found:
@@ -228,11 +220,11 @@ def gpus() -> list[dict]:
     if os.path.isdir("/dev/dri"):
         for name in sorted(os.listdir("/dev/dri")):
             if name.startswith("renderD"):
-                vendor = _read(f"/sys/class/drm/{name}/device/vendor")
+                vendor = read_text(f"/sys/class/drm/{name}/device/vendor")
                 found.append(
                     {
                         "vendor": vendor,
-                        "model": _read(f"/sys/class/drm/{name}/device/device"),
+                        "model": read_text(f"/sys/class/drm/{name}/device/device"),
                         "device": "/dev/dri/" + name,
                     }
                 )
@@ -241,7 +233,7 @@ def gpus() -> list[dict]:
 
 def containerd_root(config_dir: str) -> str:
     """The `root` of containerd's config file, else containerd's default."""
-    text = _read(os.path.join(config_dir, CONFIG_FILE))
+    text = read_text(os.path.join(config_dir, CONFIG_FILE))
     # Only top-level keys come before the first [table]; `root` is one of them.
     top = re.split(r"^\s*\[", text, maxsplit=1, flags=re.MULTILINE)[0]
     match = re.search(r"""^\s*root\s*=\s*["']([^"']+)["']""", top, re.MULTILINE)
@@ -282,10 +274,10 @@ ARGUMENT_SPEC = {
 def network(record_path: str, device: str) -> dict:
     """What the grove_network role set up here: the recorded instance subnet, the overlay's MTU."""
     try:
-        subnet = parse_record(_read(record_path), record_path).get("instance_subnet", "")
+        subnet = parse_record(read_text(record_path), record_path).get("instance_subnet", "")
     except SubnetError:
         subnet = ""
-    mtu = _read(os.path.join("/sys/class/net", os.path.basename(device), "mtu"))
+    mtu = read_text(os.path.join("/sys/class/net", os.path.basename(device), "mtu"))
     return {"subnet": subnet, "mtu": int(mtu) if mtu.isdigit() else 0}
 
 
