@@ -136,6 +136,32 @@ class _Record:
     def holds_resources(self) -> bool:
         return self.status not in RELEASED_STATUSES
 
+    @classmethod
+    def least_of(cls, copies: list[_Record], default_ports: frozenset[tuple[int, str]]) -> _Record:
+        """One running instance reported by several containers on the same worker (their labels
+        agree, their names do not). Only the canonically named one is recreated with the new spec,
+        and the facts cannot say which that is: assume it holds the least of each resource and only
+        the host ports every copy holds, so growing it in place is never underestimated. The other
+        copies keep what they hold, which the worker's free resources already count."""
+        first = copies[0]
+        merged = cls.__new__(cls)
+        merged.worker, merged.service, merged.number, merged.status = (
+            first.worker,
+            first.service,
+            first.number,
+            first.status,
+        )
+        merged.need = _Resources(
+            cpu=min(copy.need.cpu for copy in copies),
+            memory=min(copy.need.memory for copy in copies),
+            gpu=min(copy.need.gpu for copy in copies),
+            disk=min(copy.need.disk for copy in copies),
+        )
+        merged.ports = frozenset.intersection(
+            *(copy.ports if copy.ports is not None else default_ports for copy in copies)
+        )
+        return merged
+
 
 class _Worker:
     __slots__ = (
@@ -447,7 +473,7 @@ class _Placer:
 
     def place(self, request: _Request, number: int) -> dict:
         moved_from = ""
-        records = self.existing.get((request.service, number), [])
+        records = self._choices(request, self.existing.get((request.service, number), []))
         # Running first, then by worker name, so the choice among duplicates is stable.
         for record in sorted(records, key=lambda item: (not item.holds_resources, item.worker.key)):
             worker = record.worker
@@ -475,6 +501,20 @@ class _Placer:
             if result["status"] != SCHEDULED:
                 self._keep_running_copy(request, number, result)
         return result
+
+    @staticmethod
+    def _choices(request: _Request, records: list[_Record]) -> list[_Record]:
+        """The copies to consider keeping: at most one running copy per worker."""
+        running: dict[str, list[_Record]] = {}
+        choices = []
+        for record in records:
+            if record.holds_resources:
+                running.setdefault(record.worker.key, []).append(record)
+            else:
+                choices.append(record)
+        for copies in running.values():
+            choices.append(copies[0] if len(copies) == 1 else _Record.least_of(copies, request.ports))
+        return choices
 
     def _keep_running_copy(self, request: _Request, number: int, failure: dict) -> None:
         """No new home for it: a copy that still runs keeps running (with its old spec) rather

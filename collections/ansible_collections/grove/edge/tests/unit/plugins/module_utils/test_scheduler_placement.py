@@ -344,6 +344,39 @@ def test_a_smaller_spec_frees_nothing_for_the_same_run():
     assert result["failures"][0]["service"] == "app.ns.b.ns"
 
 
+def test_copies_of_one_instance_on_one_worker_grow_from_the_least_any_of_them_holds():
+    # Found by the property test: a worker with no free disk reported the same instance three times
+    # (containers with other names but the same labels), one of them claiming 1 MB of storage. The
+    # instance was kept as if the 1 MB copy were the one recreated; the recreated one may claim 0.
+    copies = [
+        running(SVC, 0, vcpus=0, memory=0, storage=0, id="a"),
+        running(SVC, 0, vcpus=0, memory=0, storage=0, id="b"),
+        running(SVC, 0, vcpus=0, memory=0, storage=1, id="c"),
+    ]
+    w0 = node(vcpus=0, memory=0, disk=0, memory_free_mb=0, instances=copies)
+    result = schedule([request(vcpus=0, memory=0, storage=1)], one_cluster(w0=w0))
+    [failure] = result["failures"]
+    assert failure["moved_from"] == failure["running_on"] == "c1/w0"
+    assert failure["reasons"] == {"c1": "aggregated free resources: needs 1 MB storage, 0 MB free"}
+    assert result["placements"] == [] and result["removals"] == []
+    # Room for the growth: it stays, and grows by what the smallest copy lacks.
+    w0 = node(vcpus=0, memory=0, disk=2, memory_free_mb=0, instances=copies)
+    result = schedule(
+        [request(vcpus=0, memory=0, storage=1), request("app.ns.b.ns", vcpus=0, memory=0, storage=1)],
+        one_cluster(w0=w0),
+    )
+    assert where(result) == [(SVC, 0, "c1/w0")]
+    assert result["placements"][0]["existing"] is True
+    assert result["failures"][0]["service"] == "app.ns.b.ns"
+
+
+def test_copies_of_one_instance_on_one_worker_keep_only_the_host_ports_all_of_them_hold():
+    copies = [running(SVC, 0, host_ports=["80/tcp"], id="a"), running(SVC, 0, host_ports=[], id="b")]
+    result = schedule([request(host_ports=["80/tcp"])], one_cluster(w0=node(instances=copies), w1=node()))
+    [placement] = result["placements"]
+    assert (placement["worker"], placement["moved_from"]) == ("w1", "c1/w0")
+
+
 def test_removals_list_surplus_numbers_and_duplicates_on_workers_that_answer():
     w1 = node(instances=[running(SVC, 0), running(SVC, 1), running("other.ns.x.ns", 5)])
     w2 = node(instances=[running(SVC, 0)])

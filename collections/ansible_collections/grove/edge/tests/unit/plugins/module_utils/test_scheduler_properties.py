@@ -146,12 +146,18 @@ def _extra(demand, held):
     return {dimension: max(amount - held[dimension], 0) for dimension, amount in demand.items()}
 
 
-def _record_of(facts, service, number):
-    return next(r for r in facts["instances"] if r["service"] == service and r["instance_number"] == number)
-
-
-def _held(record):
-    return _demand({"vcpus": record["resources"]["vcpus"], **record["resources"]})
+def _kept_claim(facts, service, number, default_ports):
+    """What the running instance kept on this worker surely holds there: with several copies
+    reported on one worker, the least of each resource and the host ports all of them hold."""
+    copies = [
+        r
+        for r in facts["instances"]
+        if r["service"] == service and r["instance_number"] == number and _holds(r)
+    ]
+    held = [_demand(r["resources"]) for r in copies]
+    least = {dimension: min(claim[dimension] for claim in held) for dimension in held[0]}
+    ports = set.intersection(*(set(r.get("host_ports", default_ports)) for r in copies))
+    return least, ports
 
 
 def _allowed(request, cluster, worker):
@@ -193,9 +199,10 @@ def check_invariants(services, clusters, result):
             if placement["instance_status"] not in RESTARTED:
                 # Running where it is: it must still fit there with its new spec (issue 7: a
                 # bigger spec kept in place overcommitted the worker).
-                record = _record_of(facts, placement["service"], placement["instance_number"])
-                demand = _extra(demand, _held(record))
-                own = record.get("host_ports", request["host_ports"])
+                held, own = _kept_claim(
+                    facts, placement["service"], placement["instance_number"], request["host_ports"]
+                )
+                demand = _extra(demand, held)
                 ports = [port for port in ports if port not in own]
         assert requirements["virtualization"] in facts["runtimes"]
         if requirements.get("architecture"):
@@ -341,7 +348,8 @@ def check_failures_are_real(services, clusters, result):
                     continue
                 if outcome["existing"] and outcome["instance_status"] not in RESTARTED:
                     facts = clusters[key[0]]["workers"][key[1]]
-                    taken = _extra(demand, _held(_record_of(facts, request["service"], number)))
+                    held, _own = _kept_claim(facts, request["service"], number, request["host_ports"])
+                    taken = _extra(demand, held)
                 for dimension, amount in taken.items():
                     remaining[key][dimension] -= amount
                 busy_ports[key].update(request["host_ports"])
