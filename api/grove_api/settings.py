@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         180, gt=0, description="facts older than this make a cluster inactive"
     )
     stop_timeout: int = Field(10, ge=0, description="seconds between SIGTERM and SIGKILL when removing")
+    job_retention_days: float = Field(
+        14,
+        ge=0,
+        description="finished jobs with their runs and event logs are deleted after this many days, "
+        "except the last job of each instance and service (0: keep them forever)",
+    )
     keep_job_dirs: bool = Field(False, description="keep each job's private data dir (without descriptor)")
     run_jobs: bool = Field(True, description="run deploy jobs in this process (off: only queue them)")
 

@@ -498,3 +498,60 @@ def test_a_burst_longer_than_the_window_starts_at_its_end(tmp_path, monkeypatch)
     taken = runner._batch(runner._queued())
     assert round(clock.now, 6) == 102.0
     assert len(taken) == 21  # those that arrived within the window; the rest go to the next run
+
+
+DAY = 86400
+
+
+def test_finished_jobs_are_forgotten_after_the_retention_but_each_instances_last_job_stays(sim_api):
+    api = sim_api
+    store = api.grove.store
+    runner = api.grove.runner
+    curl = _app(api)["microservices"][0]
+    for _ in range(2):
+        api.client.post(f"/api/service/{curl}/instance", headers=api.auth())
+        runner.tick()
+    api.client.delete(f"/api/service/{curl}/instance/0", headers=api.auth())
+    runner.tick()
+    queued = api.client.post(f"/api/service/{curl}/instance", headers=api.auth()).json()["job_id"]
+    jobs = {job["_id"]: job for job in store.find("jobs")}
+    assert len(jobs) == 4 and store.count("job_events") > 0
+    shown = {doc.get("job_id") for kind in ("instances", "services") for doc in store.find(kind)} - {None}
+    assert queued in shown and len(shown - {queued}) == 1  # instance 1's; instance 0 is gone
+
+    runner.prune_jobs(now=time.time() + 13 * DAY)
+    assert len(store.find("jobs")) == 4  # nothing is old enough yet
+
+    runner.prune_jobs(now=time.time() + 15 * DAY)
+    left = {job["_id"] for job in store.find("jobs")}
+    assert left == shown
+    for job_id in set(jobs) - left:
+        assert api.client.get(f"/api/jobs/{job_id}", headers=api.auth()).status_code == 404
+    runs = {run["_id"] for run in store.find("runs")}
+    assert runs == {jobs[job_id]["run_id"] for job_id in left if jobs[job_id]["run_id"]}
+    assert {event["run_id"] for event in store.find("job_events")} == runs
+    for job_id in shown - {queued}:
+        kept = _job(api, job_id)
+        assert kept["state"] == "succeeded" and kept["events"], kept
+    # The queued request still runs.
+    runner.tick()
+    assert _job(api, queued)["state"] == "succeeded"
+
+
+def test_the_runner_prunes_on_its_own_unless_retention_is_off(tmp_path, simulator):
+    from conftest import make_settings  # noqa: PLC0415
+    from grove_api.store.sqlite import SQLiteStore  # noqa: PLC0415
+
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all: {}\n")
+    store = SQLiteStore(tmp_path / "grove.db")
+    old = time.time() - 30 * DAY
+    store.insert("jobs", {"state": "succeeded", "inventory": str(inventory), "finished_at": old, "run_id": ""})
+    off = JobRunner(make_settings(tmp_path, inventory=inventory, job_retention_days=0), store, simulator)
+    off.tick()
+    off.tick()
+    assert store.count("jobs") == 1
+    on = JobRunner(make_settings(tmp_path, inventory=inventory), store, simulator)
+    on.tick()  # refreshes the facts first
+    on.tick()
+    assert store.count("jobs") == 0

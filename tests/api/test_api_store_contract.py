@@ -103,6 +103,21 @@ def test_delete_removes_once_and_honours_the_expectation(any_store):
     assert any_store.get("runs", doc["_id"]) is None
 
 
+def test_delete_where_removes_every_match_and_nothing_else(any_store):
+    kept = any_store.insert("job_events", {"run_id": "r2", "seq": 1})
+    for seq in range(3):
+        any_store.insert("job_events", {"run_id": "r1", "seq": seq})
+    assert any_store.delete_where("job_events", {"run_id": "r1"}) == 3
+    assert any_store.delete_where("job_events", {"run_id": "r1"}) == 0
+    assert any_store.find("job_events") == [kept]
+    assert any_store.delete_where("job_events", {"run_id": AnyOf(("r2", "r3"))}) == 1
+    # Without a condition it would empty the kind: refused.
+    any_store.insert("jobs", {"state": "queued"})
+    with pytest.raises(ValueError, match="needs a condition"):
+        any_store.delete_where("jobs", {})
+    assert any_store.count("jobs") == 1
+
+
 def test_counters_start_at_one_and_count_separately(any_store):
     assert [any_store.increment("service:a") for _ in range(3)] == [1, 2, 3]
     assert any_store.increment("service:b") == 1

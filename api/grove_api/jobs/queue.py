@@ -14,6 +14,10 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 DEPLOY = "deploy"
 REMOVE = "remove"
+# States of a playbook run (a record of kind "runs", covering the jobs it took).
+RUN_RUNNING = "running"
+RUN_FINISHED = "finished"
+RUN_INTERRUPTED = "interrupted"
 
 
 class JobQueue:

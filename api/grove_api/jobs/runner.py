@@ -27,7 +27,18 @@ from grove_api.jobs.executor import (
     stop_run_processes,
 )
 from grove_api.jobs.plan import build_plan
-from grove_api.jobs.queue import FAILED, QUEUED, REMOVE, RUNNING, SUCCEEDED, JobQueue
+from grove_api.jobs.queue import (
+    FAILED,
+    QUEUED,
+    REMOVE,
+    RUN_FINISHED,
+    RUN_INTERRUPTED,
+    RUN_RUNNING,
+    RUNNING,
+    SUCCEEDED,
+    JobQueue,
+)
+from grove_api.jobs.retention import prune
 from grove_api.services import status as st
 from grove_api.settings import Settings
 from grove_api.store import AnyOf, Store
@@ -36,9 +47,7 @@ log = logging.getLogger("grove_api")
 
 DEPLOY_PLAYBOOK = "deploy.yml"
 FACTS_PLAYBOOK = "facts.yml"
-RUN_RUNNING = "running"
-RUN_FINISHED = "finished"
-RUN_INTERRUPTED = "interrupted"
+PRUNE_INTERVAL_SECONDS = 3600
 
 
 @contextlib.contextmanager
@@ -68,6 +77,7 @@ class JobRunner:
         digest = hashlib.sha256(self.inventory.encode()).hexdigest()[:16]
         self.lock_path = settings.data_dir / "locks" / f"runner-{digest}.lock"
         self.facts_key = f"facts-{digest}"
+        self.prune_key = f"prune-{digest}"
         self.queue = JobQueue(store, self.inventory, self.wake)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -127,6 +137,8 @@ class JobRunner:
             if self._facts_due():
                 self.refresh_facts()
                 return True
+            if self._prune_due():
+                self.prune_jobs()
         return False
 
     def _batch(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -383,6 +395,29 @@ class JobRunner:
                 (private_dir / name).unlink()
         if not self.settings.keep_job_dirs:
             shutil.rmtree(private_dir, ignore_errors=True)
+
+    # -- retention -----------------------------------------------------------------------------
+    def _prune_due(self) -> bool:
+        if not self.settings.job_retention_days:
+            return False
+        record = self.store.get("settings", self.prune_key)
+        return record is None or time.time() - record.get("at", 0) >= PRUNE_INTERVAL_SECONDS
+
+    def prune_jobs(self, now: float | None = None) -> None:
+        """Forget the jobs that finished more than job_retention_days ago (see retention.prune)."""
+        now = time.time() if now is None else now
+        if self.store.update("settings", self.prune_key, {"at": now}) is None:
+            with contextlib.suppress(Exception):
+                self.store.insert("settings", {"_id": self.prune_key, "at": now})
+        pruned = prune(self.store, self.inventory, now - self.settings.job_retention_days * 86400)
+        if pruned.jobs or pruned.runs:
+            log.info(
+                "pruned %d job(s), %d run(s) and %d event(s) older than %g days",
+                pruned.jobs,
+                pruned.runs,
+                pruned.events,
+                self.settings.job_retention_days,
+            )
 
     # -- cluster facts -------------------------------------------------------------------------
     def _facts_due(self) -> bool:

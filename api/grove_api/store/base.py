@@ -91,6 +91,10 @@ class Store(ABC):
     def delete(self, kind: str, doc_id: str, expect: dict[str, Any] | None = None) -> bool: ...
 
     @abstractmethod
+    def delete_where(self, kind: str, where: dict[str, Any]) -> int:
+        """Delete every document matching `where` (as in `find`; never empty); how many went."""
+
+    @abstractmethod
     def increment(self, counter: str, by: int = 1) -> int:
         """Add to a named counter (starting at 0) atomically and return the new value."""
 

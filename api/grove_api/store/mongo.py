@@ -104,6 +104,12 @@ class MongoStore(Store):
         check_kind(kind)
         return self.db[kind].delete_one({**_strict(expect), "_id": doc_id}).deleted_count == 1
 
+    def delete_where(self, kind: str, where: dict[str, Any]) -> int:
+        check_kind(kind)
+        if not where:
+            raise ValueError("delete_where needs a condition")
+        return self.db[kind].delete_many(_filter(where)).deleted_count
+
     def increment(self, counter: str, by: int = 1) -> int:
         doc = self.db["counters"].find_one_and_update(
             {"_id": counter}, {"$inc": {"value": by}}, upsert=True, return_document=ReturnDocument.AFTER

@@ -164,6 +164,14 @@ class SQLiteStore(Store):
             db.execute(f"DELETE FROM {kind} WHERE id = ?", (doc_id,))
         return True
 
+    def delete_where(self, kind: str, where: dict[str, Any]) -> int:
+        check_kind(kind)
+        if not where:
+            raise ValueError("delete_where needs a condition")
+        clause, params = _where(where)
+        with self._write() as db:
+            return db.execute(f"DELETE FROM {kind} WHERE {clause}", params).rowcount
+
     def increment(self, counter: str, by: int = 1) -> int:
         with self._write() as db:
             db.execute(
