@@ -274,3 +274,28 @@ def test_an_allocated_rr_ip_is_the_one_deploy_yml_derives_and_skips_taken_ones(a
     # Its hash lands on a taken address: the next free one, as deploy.yml probes.
     taken = {hashed_address(other_nginx, frozenset(), RR_IP_NETWORK)}
     assert by_name[other_nginx] == derived(other_nginx, taken) != derived(other_nginx)
+
+
+def test_the_lists_answer_exactly_what_the_validated_model_would(api):
+    # The list routes skip FastAPI's response validation (grove_api.http.json_answer): their answer
+    # must be ApplicationOut's wire form item by item, the form GET /api/application/{id} validates.
+    from grove_api.models.oakestra import ApplicationOut  # noqa: PLC0415
+    from pydantic import TypeAdapter  # noqa: PLC0415
+
+    hostile = seed()
+    hostile["applications"][0]["application_desc"] = "{{ lookup('pipe','id') }} \u00e9 \"q\" \\"
+    _post(api, hostile)
+    other = seed()
+    other["applications"][0]["application_name"] = "second"
+    _post(api, other)
+    admin_id = api.client.get("/api/user/Admin", headers=api.auth()).json()["_id"]["$oid"]
+    model = TypeAdapter(list[ApplicationOut])
+    for path in ("/api/applications", f"/api/applications/{admin_id}", f"/api/applications/{admin_id}/"):
+        answer = api.client.get(path, headers=api.auth())
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+        listed = answer.json()
+        assert len(listed) == 2
+        assert listed == model.dump_python(model.validate_python(listed), by_alias=True, mode="json")
+        for item in listed:
+            one = api.client.get(f"/api/application/{item['applicationID']}", headers=api.auth())
+            assert one.json() == item

@@ -546,7 +546,9 @@ def test_the_runner_prunes_on_its_own_unless_retention_is_off(tmp_path, simulato
     inventory.write_text("all: {}\n")
     store = SQLiteStore(tmp_path / "grove.db")
     old = time.time() - 30 * DAY
-    store.insert("jobs", {"state": "succeeded", "inventory": str(inventory), "finished_at": old, "run_id": ""})
+    store.insert(
+        "jobs", {"state": "succeeded", "inventory": str(inventory), "finished_at": old, "run_id": ""}
+    )
     off = JobRunner(make_settings(tmp_path, inventory=inventory, job_retention_days=0), store, simulator)
     off.tick()
     off.tick()

@@ -23,8 +23,9 @@ SERVICE_DEFAULTS: dict[str, Any] = {
 
 
 def application_view(app: dict[str, Any]) -> dict[str, Any]:
+    """Already in its wire form (ApplicationOut), so the lists can skip validating it again."""
     return {
-        "_id": app["_id"],
+        "_id": {"$oid": app["_id"]},
         "applicationID": app["_id"],
         "application_name": app["application_name"],
         "application_namespace": app["application_namespace"],

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from grove_api.store.base import UNIQUE_KEYS, AnyOf, DuplicateError, Store, check_fields, check_kind
 
 
@@ -24,6 +26,15 @@ def _sql_value(value: Any) -> Any:
     if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True)
     return value
+
+
+def _decode(text: str) -> dict[str, Any]:
+    # orjson reads the stored documents about twice as fast as json (a fifth of a list request's
+    # time); json.dumps wrote them, and only json reads a NaN it may have let through.
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _where(where: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -117,7 +128,7 @@ class SQLiteStore(Store):
     def get(self, kind: str, doc_id: str) -> dict[str, Any] | None:
         check_kind(kind)
         row = self._db().execute(f"SELECT doc FROM {kind} WHERE id = ?", (doc_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return _decode(row[0]) if row else None
 
     def find(
         self, kind: str, where: dict[str, Any] | None = None, *, limit: int | None = None
@@ -127,7 +138,7 @@ class SQLiteStore(Store):
         sql = f"SELECT doc FROM {kind} WHERE {clause} ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [json.loads(row[0]) for row in self._db().execute(sql, params)]
+        return [_decode(row[0]) for row in self._db().execute(sql, params)]
 
     def count(self, kind: str, where: dict[str, Any] | None = None) -> int:
         check_kind(kind)
@@ -146,7 +157,7 @@ class SQLiteStore(Store):
                 row = db.execute(f"SELECT doc FROM {kind} WHERE id = ?", (doc_id,)).fetchone()
                 if row is None:
                     return None
-                doc = json.loads(row[0])
+                doc = _decode(row[0])
                 if not _matches(doc, expect):
                     return None
                 doc.update(changes)
@@ -159,7 +170,7 @@ class SQLiteStore(Store):
         check_kind(kind)
         with self._write() as db:
             row = db.execute(f"SELECT doc FROM {kind} WHERE id = ?", (doc_id,)).fetchone()
-            if row is None or not _matches(json.loads(row[0]), expect):
+            if row is None or not _matches(_decode(row[0]), expect):
                 return False
             db.execute(f"DELETE FROM {kind} WHERE id = ?", (doc_id,))
         return True
