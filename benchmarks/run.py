@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         intro.update(getattr(module, "INTROS", {}))
     write(args.output, figures, intro)
     if args.output == DEFAULT_OUTPUT and ANALYSIS.exists():
-        # Profiles taken by hand (py-spy, perf) that explain a gate not met: kept in their own file
-        # with the date they were taken, so a run never passes them off as its own measurements.
+        # Profiles taken by hand (py-spy, perf) behind an optimisation or a gate not met: kept in
+        # their own file, dated, so a run never passes them off as its own measurements.
         with args.output.open("a") as output:
             output.write("\n" + ANALYSIS.read_text())
     print(f"wrote {args.output}")

@@ -396,19 +396,24 @@ class JobRunner:
         if not self.settings.keep_job_dirs:
             shutil.rmtree(private_dir, ignore_errors=True)
 
+    # -- periodic chores (their last run is stamped in the store, shared by every API process) ---
+    def _due(self, key: str, interval: float) -> bool:
+        record = self.store.get("settings", key)
+        return record is None or time.time() - record.get("at", 0) >= interval
+
+    def _stamp(self, key: str, now: float) -> None:
+        if self.store.update("settings", key, {"at": now}) is None:
+            with contextlib.suppress(Exception):
+                self.store.insert("settings", {"_id": key, "at": now})
+
     # -- retention -----------------------------------------------------------------------------
     def _prune_due(self) -> bool:
-        if not self.settings.job_retention_days:
-            return False
-        record = self.store.get("settings", self.prune_key)
-        return record is None or time.time() - record.get("at", 0) >= PRUNE_INTERVAL_SECONDS
+        return bool(self.settings.job_retention_days) and self._due(self.prune_key, PRUNE_INTERVAL_SECONDS)
 
     def prune_jobs(self, now: float | None = None) -> None:
         """Forget the jobs that finished more than job_retention_days ago (see retention.prune)."""
         now = time.time() if now is None else now
-        if self.store.update("settings", self.prune_key, {"at": now}) is None:
-            with contextlib.suppress(Exception):
-                self.store.insert("settings", {"_id": self.prune_key, "at": now})
+        self._stamp(self.prune_key, now)
         pruned = prune(self.store, self.inventory, now - self.settings.job_retention_days * 86400)
         if pruned.jobs or pruned.runs:
             log.info(
@@ -421,14 +426,11 @@ class JobRunner:
 
     # -- cluster facts -------------------------------------------------------------------------
     def _facts_due(self) -> bool:
-        record = self.store.get("settings", self.facts_key)
-        return record is None or time.time() - record.get("at", 0) >= self.settings.facts_interval_seconds
+        return self._due(self.facts_key, self.settings.facts_interval_seconds)
 
     def refresh_facts(self) -> None:
         now = time.time()
-        if self.store.update("settings", self.facts_key, {"at": now}) is None:
-            with contextlib.suppress(Exception):
-                self.store.insert("settings", {"_id": self.facts_key, "at": now})
+        self._stamp(self.facts_key, now)
         private_dir = self.settings.data_dir / "jobs" / f"facts-{int(now * 1000)}"
         private_dir.mkdir(parents=True, mode=0o700)
         recorder = facts_module.FactsRecorder()

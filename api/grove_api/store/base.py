@@ -61,6 +61,13 @@ def check_fields(where: dict[str, Any] | None) -> dict[str, Any]:
     return dict(where or {})
 
 
+def check_condition(where: dict[str, Any]) -> dict[str, Any]:
+    """A bulk delete's condition: never empty, which would empty the whole kind."""
+    if not where:
+        raise ValueError("delete_where needs a condition")
+    return check_fields(where)
+
+
 class Store(ABC):
     """Documents are JSON objects with a string `_id`; `insert` assigns one when absent."""
 

@@ -8,7 +8,15 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from grove_api.store.base import UNIQUE_KEYS, AnyOf, DuplicateError, Store, check_fields, check_kind
+from grove_api.store.base import (
+    UNIQUE_KEYS,
+    AnyOf,
+    DuplicateError,
+    Store,
+    check_condition,
+    check_fields,
+    check_kind,
+)
 
 
 def _filter(where: dict[str, Any] | None) -> dict[str, Any]:
@@ -106,9 +114,7 @@ class MongoStore(Store):
 
     def delete_where(self, kind: str, where: dict[str, Any]) -> int:
         check_kind(kind)
-        if not where:
-            raise ValueError("delete_where needs a condition")
-        return self.db[kind].delete_many(_filter(where)).deleted_count
+        return self.db[kind].delete_many(_filter(check_condition(where))).deleted_count
 
     def increment(self, counter: str, by: int = 1) -> int:
         doc = self.db["counters"].find_one_and_update(

@@ -14,7 +14,15 @@ from typing import Any
 
 import orjson
 
-from grove_api.store.base import UNIQUE_KEYS, AnyOf, DuplicateError, Store, check_fields, check_kind
+from grove_api.store.base import (
+    UNIQUE_KEYS,
+    AnyOf,
+    DuplicateError,
+    Store,
+    check_condition,
+    check_fields,
+    check_kind,
+)
 
 
 def _field(name: str) -> str:
@@ -177,9 +185,7 @@ class SQLiteStore(Store):
 
     def delete_where(self, kind: str, where: dict[str, Any]) -> int:
         check_kind(kind)
-        if not where:
-            raise ValueError("delete_where needs a condition")
-        clause, params = _where(where)
+        clause, params = _where(check_condition(where))
         with self._write() as db:
             return db.execute(f"DELETE FROM {kind} WHERE {clause}", params).rowcount
 
